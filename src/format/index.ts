@@ -8,3 +8,4 @@ export * from './envelope.js';
 export * from './stream.js';
 export * from './names.js';
 export * from './config.js';
+export * from './attributes.js';

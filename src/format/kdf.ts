@@ -9,6 +9,7 @@ const LABEL = {
   keyId: 's3cryptfs/v1/key-id',
   kek: 's3cryptfs/v1/key-encryption-key',
   names: 's3cryptfs/v1/name-key',
+  attributes: 's3cryptfs/v1/attribute-key',
   commit: 's3cryptfs/v1/commitment',
   content: 's3cryptfs/v1/content-key',
 } as const;
@@ -21,6 +22,8 @@ export interface DerivedKeys {
   kek: Buffer;
   /** AES-SIV key (two AES-256 halves) for file names. */
   nameKey: Buffer;
+  /** XChaCha20-Poly1305 key for the attributes stored in object metadata. */
+  attrKey: Buffer;
 }
 
 export function deriveKeys(masterKey: Uint8Array): DerivedKeys {
@@ -29,6 +32,7 @@ export function deriveKeys(masterKey: Uint8Array): DerivedKeys {
     keyId: expand(masterKey, undefined, LABEL.keyId, KEY_ID_SIZE),
     kek: expand(masterKey, undefined, LABEL.kek, 32),
     nameKey: expand(masterKey, undefined, LABEL.names, 64),
+    attrKey: expand(masterKey, undefined, LABEL.attributes, 32),
   };
 }
 
