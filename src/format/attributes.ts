@@ -25,6 +25,6 @@ export function openAttributes(attrKey: Uint8Array, objectKey: string, encoded: 
     if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not a map');
     return parsed as Record<string, string>;
   } catch {
-    throw new IntegrityError('CHUNK_TAMPERED', 'object attributes failed authentication');
+    throw new IntegrityError('ATTRIBUTES_TAMPERED', 'object attributes failed authentication');
   }
 }

@@ -13,7 +13,8 @@ export type IntegrityCode =
   | 'TRUNCATED'            // cut at a chunk boundary: last chunk is not marked final
   | 'EXTENDED'             // a final chunk is followed by more data
   | 'CHUNK_REORDERED'      // a valid chunk of this object sits at the wrong index
-  | 'CHUNK_TAMPERED';      // a chunk (or the header it is bound to) fails authentication
+  | 'CHUNK_TAMPERED'       // a chunk (or the header it is bound to) fails authentication
+  | 'ATTRIBUTES_TAMPERED'; // sealed object attributes fail authentication
 
 export class IntegrityError extends Error {
   override readonly name = 'IntegrityError';
