@@ -1,0 +1,837 @@
+// ObjectStore: the only place that talks to S3. Thin, typed wrappers over
+// @aws-sdk/client-s3 with retries, byte accounting and StoreError mapping.
+//
+// ETags are returned exactly as S3 sends them, i.e. including the surrounding
+// double quotes ("\"9b2cf5...\""), so they can be passed back verbatim in
+// If-Match and CompleteMultipartUpload. Compare them with `sameEtag()`.
+
+import http from 'node:http';
+import https from 'node:https';
+import { isIP } from 'node:net';
+import { pipeline, Readable, Transform, type TransformCallback } from 'node:stream';
+
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  DeleteBucketCommand,
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
+  UploadPartCopyCommand,
+  type BucketLocationConstraint,
+  type GetObjectCommandOutput,
+} from '@aws-sdk/client-s3';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+
+import { contentMd5Plugin } from './content-md5.js';
+import { isStoreError, storeError, toStoreError, type StoreErrorContext } from './errors.js';
+import { backoffDelayMs, isBodyInterruption, ShortBodyError, sleep } from './retry.js';
+
+export interface StoreOptions {
+  /** Defaults to $AWS_ENDPOINT_URL_S3, then $AWS_ENDPOINT_URL, then AWS itself. */
+  endpoint?: string;
+  /** Defaults to $AWS_REGION, then $AWS_DEFAULT_REGION, then 'us-east-1'. */
+  region?: string;
+  /** Defaults to true when the endpoint host is an IP address or localhost. */
+  forcePathStyle?: boolean;
+  /** Defaults to the SDK's provider chain (env vars, AWS_PROFILE, SSO, instance roles...). */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /** Total attempts per request, including the first. Default 5. */
+  maxAttempts?: number;
+  /** Concurrent sockets per protocol. Default 64. */
+  maxSockets?: number;
+  /** Fail a request whose socket sees no traffic for this long. Default 120 s. */
+  requestTimeoutMs?: number;
+  /** Fail a connection attempt that takes longer than this. Default 10 s. */
+  connectTimeoutMs?: number;
+}
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  /** Quoted, as S3 returns it. */
+  etag: string;
+  lastModified: Date;
+  metadata: Record<string, string>;
+  contentType?: string;
+}
+
+export interface ListedObject {
+  key: string;
+  size: number;
+  etag: string;
+  lastModified: Date;
+}
+
+export interface ListPage {
+  objects: ListedObject[];
+  prefixes: string[];
+  nextContinuationToken?: string;
+}
+
+export interface ListOptions {
+  prefix?: string;
+  delimiter?: string;
+  startAfter?: string;
+  continuationToken?: string;
+  maxKeys?: number;
+}
+
+export interface MultipartUploadInfo {
+  key: string;
+  uploadId: string;
+  initiated: Date;
+}
+
+export interface CopyOptions {
+  srcBucket?: string;
+  metadata?: Record<string, string>;
+  /** Default: 'REPLACE' when metadata or contentType is given, else 'COPY'. */
+  metadataDirective?: 'COPY' | 'REPLACE';
+  contentType?: string;
+  /** Source size if the caller knows it; above 5 GiB the copy goes multipart without a failed attempt first. */
+  sourceSize?: number;
+}
+
+export interface CopyLargeOptions extends CopyOptions {
+  partSize?: number;
+  concurrency?: number;
+}
+
+export interface StoreStats {
+  /** HTTP requests sent, by S3 operation name, retries included. */
+  requests: Record<string, number>;
+  retries: number;
+  bytesSent: number;
+  bytesReceived: number;
+}
+
+/** S3's limit for a single CopyObject / UploadPartCopy source. */
+export const MAX_SINGLE_COPY_BYTES = 5 * 1024 ** 3;
+const DEFAULT_COPY_PART_BYTES = 256 * 1024 ** 2;
+const MAX_PARTS = 10_000;
+const DELETE_BATCH_SIZE = 1000;
+
+type CallOptions = { abortSignal?: AbortSignal };
+
+export class ObjectStore {
+  readonly stats: StoreStats = { requests: {}, retries: 0, bytesSent: 0, bytesReceived: 0 };
+  readonly endpoint: string | undefined;
+  readonly region: string;
+  private readonly client: S3Client;
+  private readonly maxAttempts: number;
+
+  constructor(opts: StoreOptions = {}) {
+    this.endpoint = opts.endpoint ?? defaultEndpointFromEnv();
+    this.region = opts.region ?? (process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || 'us-east-1');
+    this.maxAttempts = opts.maxAttempts ?? 5;
+    const endpointUrl = this.endpoint === undefined ? undefined : parseEndpoint(this.endpoint);
+    const agentOptions = { keepAlive: true, maxSockets: opts.maxSockets ?? 64 };
+    this.client = new S3Client({
+      endpoint: this.endpoint,
+      region: this.region,
+      forcePathStyle: opts.forcePathStyle ?? (endpointUrl ? isLocalOrIpHost(endpointUrl.hostname) : false),
+      credentials: opts.credentials,
+      maxAttempts: this.maxAttempts,
+      requestHandler: new NodeHttpHandler({
+        httpAgent: new http.Agent(agentOptions),
+        httpsAgent: new https.Agent(agentOptions),
+        connectionTimeout: opts.connectTimeoutMs ?? 10_000,
+        socketTimeout: opts.requestTimeoutMs ?? 120_000,
+      }),
+      // Only send/verify the newer flexible checksums where S3 demands them;
+      // many S3-compatible servers reject or mangle them otherwise.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    });
+  }
+
+  /** Closes pooled sockets. The store must not be used afterwards. */
+  destroy(): void {
+    this.client.destroy();
+  }
+
+  // ---- buckets ----------------------------------------------------------
+
+  async headBucket(bucket: string): Promise<void> {
+    await this.call({ op: 'HeadBucket', bucket }, (o) => this.client.send(new HeadBucketCommand({ Bucket: bucket }), o));
+  }
+
+  /** Succeeds if the bucket already exists and is ours. */
+  async createBucket(bucket: string): Promise<void> {
+    const locationConstraint =
+      this.region === 'us-east-1' ? undefined : { LocationConstraint: this.region as BucketLocationConstraint };
+    try {
+      await this.call({ op: 'CreateBucket', bucket }, (o) =>
+        this.client.send(new CreateBucketCommand({ Bucket: bucket, CreateBucketConfiguration: locationConstraint }), o),
+      );
+    } catch (err) {
+      if (isStoreError(err) && err.s3Code === 'BucketAlreadyOwnedByYou') return;
+      throw err;
+    }
+  }
+
+  async deleteBucket(bucket: string): Promise<void> {
+    await this.call({ op: 'DeleteBucket', bucket }, (o) => this.client.send(new DeleteBucketCommand({ Bucket: bucket }), o));
+  }
+
+  // ---- reading ----------------------------------------------------------
+
+  /** Object metadata, or null if there is no such object (or no such bucket: HEAD cannot tell). */
+  async head(bucket: string, key: string): Promise<ObjectInfo | null> {
+    try {
+      const out = await this.call({ op: 'HeadObject', bucket, key }, (o) =>
+        this.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), o),
+      );
+      return {
+        key,
+        size: out.ContentLength ?? 0,
+        etag: requireEtag(out.ETag, { op: 'HeadObject', bucket, key }),
+        lastModified: out.LastModified ?? new Date(0),
+        metadata: out.Metadata ?? {},
+        contentType: out.ContentType,
+      };
+    } catch (err) {
+      if (isStoreError(err, 'NoSuchKey')) return null;
+      throw err;
+    }
+  }
+
+  /**
+   * Bytes [start, endExclusive) of an object, in one Buffer. Throws InvalidRange if
+   * the object is shorter, PreconditionFailed if ifMatch does not match. A connection
+   * that breaks mid-body is resumed with a new ranged request pinned to the same ETag.
+   */
+  async getRange(
+    bucket: string,
+    key: string,
+    start: number,
+    endExclusive: number,
+    opts: { ifMatch?: string; signal?: AbortSignal } = {},
+  ): Promise<Buffer> {
+    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(endExclusive) || start < 0 || endExclusive < start) {
+      throw new RangeError(`invalid byte range [${start}, ${endExclusive}) for ${key}`);
+    }
+    if (start === endExclusive) return Buffer.alloc(0);
+    const { body } = await this.fetchBytes(bucket, key, start, endExclusive, opts);
+    return body;
+  }
+
+  /** Whole object in memory; meant for small objects. */
+  async getObject(bucket: string, key: string): Promise<{ body: Buffer; info: ObjectInfo }> {
+    return this.fetchBytes(bucket, key, 0, undefined, {});
+  }
+
+  /**
+   * Streams an object or a byte range of it. Unlike getRange, a broken connection
+   * surfaces as a stream error (the consumer decides whether to re-request).
+   */
+  async getStream(
+    bucket: string,
+    key: string,
+    opts: { start?: number; endExclusive?: number; ifMatch?: string; signal?: AbortSignal } = {},
+  ): Promise<{ stream: Readable; info: ObjectInfo }> {
+    const ctx: StoreErrorContext = { op: 'GetObject', bucket, key };
+    const start = opts.start ?? 0;
+    const end = opts.endExclusive;
+    if (!Number.isSafeInteger(start) || start < 0 || (end !== undefined && (!Number.isSafeInteger(end) || end < start))) {
+      throw new RangeError(`invalid byte range [${start}, ${end}) for ${key}`);
+    }
+    if (end === start) {
+      const info = await this.head(bucket, key);
+      if (!info) throw storeError('NoSuchKey', 'object does not exist', this.context(ctx));
+      assertEtagMatches(opts.ifMatch, info.etag, this.context(ctx));
+      return { stream: Readable.from([]), info };
+    }
+    const range = start > 0 || end !== undefined ? `bytes=${start}-${end === undefined ? '' : end - 1}` : undefined;
+    const out = await this.call(
+      ctx,
+      (o) => this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: range, IfMatch: opts.ifMatch }), o),
+      opts.signal,
+    );
+    const body = out.Body as Readable;
+    try {
+      assertEtagMatches(opts.ifMatch, out.ETag, this.context(ctx));
+      const served = servedRange(out);
+      if (end !== undefined && served.total < end) {
+        throw storeError('InvalidRange', `object is ${served.total} bytes, range ends at ${end}`, this.context(ctx));
+      }
+      const take = (end ?? served.total) - start;
+      const slicer = new ByteWindow(start - served.start, take, (n) => (this.stats.bytesReceived += n));
+      pipeline(body, slicer, () => {}); // errors reach the consumer through `slicer`
+      return { stream: slicer, info: infoFromGet(key, out, served.total, this.context(ctx)) };
+    } catch (err) {
+      body.destroy();
+      throw err;
+    }
+  }
+
+  // ---- writing ----------------------------------------------------------
+
+  /** ifNoneMatch '*' makes the write fail with PreconditionFailed if the key exists (AWS; s3rver ignores it). */
+  async put(
+    bucket: string,
+    key: string,
+    body: Buffer,
+    opts: { metadata?: Record<string, string>; contentType?: string; ifNoneMatch?: '*' } = {},
+  ): Promise<{ etag: string }> {
+    const ctx: StoreErrorContext = { op: 'PutObject', bucket, key };
+    const out = await this.call(ctx, (o) =>
+      this.client.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: key,
+          Body: body,
+          ContentLength: body.length,
+          Metadata: opts.metadata,
+          ContentType: opts.contentType,
+          IfNoneMatch: opts.ifNoneMatch,
+        }),
+        o,
+      ),
+    );
+    this.stats.bytesSent += body.length;
+    return { etag: requireEtag(out.ETag, this.context(ctx)) };
+  }
+
+  async copy(bucket: string, srcKey: string, dstKey: string, opts: CopyOptions = {}): Promise<{ etag: string }> {
+    if (opts.sourceSize !== undefined && opts.sourceSize > MAX_SINGLE_COPY_BYTES) {
+      return this.copyLarge(bucket, srcKey, dstKey, opts);
+    }
+    const srcBucket = opts.srcBucket ?? bucket;
+    const ctx: StoreErrorContext = { op: 'CopyObject', bucket, key: dstKey };
+    try {
+      const out = await this.call(ctx, (o) =>
+        this.client.send(
+          new CopyObjectCommand({
+            Bucket: bucket,
+            Key: dstKey,
+            CopySource: encodeCopySource(srcBucket, srcKey),
+            MetadataDirective: metadataDirective(opts),
+            Metadata: opts.metadata,
+            ContentType: opts.contentType,
+          }),
+          o,
+        ),
+      );
+      return { etag: requireEtag(out.CopyObjectResult?.ETag, this.context(ctx)) };
+    } catch (err) {
+      if (isCopySourceTooLarge(err)) return this.copyLarge(bucket, srcKey, dstKey, opts);
+      throw err;
+    }
+  }
+
+  /**
+   * Server-side copy through a multipart upload of UploadPartCopy parts; needed for
+   * sources over 5 GiB. Parts are pinned to the source ETag, so a source replaced
+   * mid-copy fails the copy instead of producing a mix of two versions.
+   */
+  async copyLarge(bucket: string, srcKey: string, dstKey: string, opts: CopyLargeOptions = {}): Promise<{ etag: string }> {
+    const srcBucket = opts.srcBucket ?? bucket;
+    const source = await this.head(srcBucket, srcKey);
+    if (!source) {
+      throw storeError('NoSuchKey', 'copy source does not exist', this.context({ op: 'CopyObject', bucket: srcBucket, key: srcKey }));
+    }
+    if (source.size === 0) {
+      // Multipart needs at least one non-empty part; an empty object always fits a plain copy.
+      return this.copy(bucket, srcKey, dstKey, { ...opts, sourceSize: 0 });
+    }
+    const replace = metadataDirective(opts) === 'REPLACE';
+    const uploadId = await this.createMultipart(bucket, dstKey, {
+      metadata: replace ? opts.metadata : source.metadata,
+      contentType: replace ? (opts.contentType ?? source.contentType) : source.contentType,
+    });
+    try {
+      const partSize = Math.max(opts.partSize ?? DEFAULT_COPY_PART_BYTES, Math.ceil(source.size / MAX_PARTS));
+      const ranges: { start: number; endExclusive: number }[] = [];
+      for (let offset = 0; offset < source.size; offset += partSize) {
+        ranges.push({ start: offset, endExclusive: Math.min(source.size, offset + partSize) });
+      }
+      const etags = await mapWithConcurrency(ranges, opts.concurrency ?? 8, (range, i) =>
+        this.uploadPartCopy(bucket, dstKey, uploadId, i + 1, srcBucket, srcKey, range, { sourceIfMatch: source.etag }),
+      );
+      return await this.completeMultipart(
+        bucket,
+        dstKey,
+        uploadId,
+        etags.map((etag, i) => ({ partNumber: i + 1, etag })),
+      );
+    } catch (err) {
+      await this.abortMultipart(bucket, dstKey, uploadId).catch(() => {
+        // Best effort: the copy error is what the caller needs; a lifecycle rule reaps leftovers.
+      });
+      throw err;
+    }
+  }
+
+  async delete(bucket: string, key: string): Promise<void> {
+    await this.call({ op: 'DeleteObject', bucket, key }, (o) =>
+      this.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }), o),
+    );
+  }
+
+  /** Deletes in batches of 1000; per-key failures are returned, not thrown. */
+  async deleteMany(bucket: string, keys: string[]): Promise<{ errors: { key: string; code: string; message: string }[] }> {
+    const errors: { key: string; code: string; message: string }[] = [];
+    for (let i = 0; i < keys.length; i += DELETE_BATCH_SIZE) {
+      const batch = keys.slice(i, i + DELETE_BATCH_SIZE);
+      const command = new DeleteObjectsCommand({
+        Bucket: bucket,
+        Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
+      });
+      command.middlewareStack.use(contentMd5Plugin());
+      const out = await this.call({ op: 'DeleteObjects', bucket }, (o) => this.client.send(command, o));
+      for (const e of out.Errors ?? []) {
+        errors.push({ key: e.Key ?? '', code: e.Code ?? 'Unknown', message: e.Message ?? '' });
+      }
+    }
+    return { errors };
+  }
+
+  // ---- multipart --------------------------------------------------------
+
+  async createMultipart(
+    bucket: string,
+    key: string,
+    opts: { metadata?: Record<string, string>; contentType?: string } = {},
+  ): Promise<string> {
+    const ctx: StoreErrorContext = { op: 'CreateMultipartUpload', bucket, key };
+    const out = await this.call(ctx, (o) =>
+      this.client.send(
+        new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, Metadata: opts.metadata, ContentType: opts.contentType }),
+        o,
+      ),
+    );
+    if (!out.UploadId) throw storeError('ServerError', 'response lacked an UploadId', this.context(ctx));
+    return out.UploadId;
+  }
+
+  async uploadPart(
+    bucket: string,
+    key: string,
+    uploadId: string,
+    partNumber: number,
+    body: Buffer,
+    opts: { signal?: AbortSignal } = {},
+  ): Promise<string> {
+    const ctx: StoreErrorContext = { op: 'UploadPart', bucket, key };
+    const out = await this.call(
+      ctx,
+      (o) =>
+        this.client.send(
+          new UploadPartCommand({
+            Bucket: bucket,
+            Key: key,
+            UploadId: uploadId,
+            PartNumber: partNumber,
+            Body: body,
+            ContentLength: body.length,
+          }),
+          o,
+        ),
+      opts.signal,
+    );
+    this.stats.bytesSent += body.length;
+    return requireEtag(out.ETag, this.context(ctx));
+  }
+
+  async uploadPartCopy(
+    bucket: string,
+    key: string,
+    uploadId: string,
+    partNumber: number,
+    srcBucket: string,
+    srcKey: string,
+    range?: { start: number; endExclusive: number },
+    opts: { sourceIfMatch?: string } = {},
+  ): Promise<string> {
+    const ctx: StoreErrorContext = { op: 'UploadPartCopy', bucket, key };
+    const out = await this.call(ctx, (o) =>
+      this.client.send(
+        new UploadPartCopyCommand({
+          Bucket: bucket,
+          Key: key,
+          UploadId: uploadId,
+          PartNumber: partNumber,
+          CopySource: encodeCopySource(srcBucket, srcKey),
+          CopySourceRange: range ? `bytes=${range.start}-${range.endExclusive - 1}` : undefined,
+          CopySourceIfMatch: opts.sourceIfMatch,
+        }),
+        o,
+      ),
+    );
+    return requireEtag(out.CopyPartResult?.ETag, this.context(ctx));
+  }
+
+  async completeMultipart(
+    bucket: string,
+    key: string,
+    uploadId: string,
+    parts: { partNumber: number; etag: string }[],
+  ): Promise<{ etag: string }> {
+    const ctx: StoreErrorContext = { op: 'CompleteMultipartUpload', bucket, key };
+    const sorted = [...parts].sort((a, b) => a.partNumber - b.partNumber);
+    const out = await this.call(ctx, (o) =>
+      this.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: bucket,
+          Key: key,
+          UploadId: uploadId,
+          MultipartUpload: { Parts: sorted.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag })) },
+        }),
+        o,
+      ),
+    );
+    return { etag: requireEtag(out.ETag, this.context(ctx)) };
+  }
+
+  /**
+   * Idempotent: an upload that no longer exists counts as aborted (a retried abort
+   * sees NoSuchUpload). s3rver does not implement abort: NotImplemented.
+   */
+  async abortMultipart(bucket: string, key: string, uploadId: string): Promise<void> {
+    try {
+      await this.call({ op: 'AbortMultipartUpload', bucket, key }, (o) =>
+        this.client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }), o),
+      );
+    } catch (err) {
+      if (isStoreError(err, 'NoSuchUpload')) return;
+      throw err;
+    }
+  }
+
+  /** All in-progress uploads (follows pagination). s3rver: NotImplemented. */
+  async listMultipartUploads(bucket: string, prefix?: string): Promise<MultipartUploadInfo[]> {
+    const uploads: MultipartUploadInfo[] = [];
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    for (;;) {
+      const out = await this.call({ op: 'ListMultipartUploads', bucket }, (o) =>
+        this.client.send(
+          new ListMultipartUploadsCommand({
+            Bucket: bucket,
+            Prefix: prefix,
+            KeyMarker: keyMarker,
+            UploadIdMarker: uploadIdMarker,
+          }),
+          o,
+        ),
+      );
+      for (const u of out.Uploads ?? []) {
+        if (u.Key && u.UploadId) uploads.push({ key: u.Key, uploadId: u.UploadId, initiated: u.Initiated ?? new Date(0) });
+      }
+      if (!out.IsTruncated) return uploads;
+      keyMarker = out.NextKeyMarker;
+      uploadIdMarker = out.NextUploadIdMarker;
+    }
+  }
+
+  // ---- listing ----------------------------------------------------------
+
+  async list(bucket: string, opts: ListOptions = {}): Promise<ListPage> {
+    const out = await this.call({ op: 'ListObjectsV2', bucket }, (o) =>
+      this.client.send(
+        new ListObjectsV2Command({
+          Bucket: bucket,
+          Prefix: opts.prefix,
+          Delimiter: opts.delimiter,
+          StartAfter: opts.startAfter,
+          ContinuationToken: opts.continuationToken,
+          MaxKeys: opts.maxKeys,
+        }),
+        o,
+      ),
+    );
+    return {
+      objects: (out.Contents ?? []).map((c) => ({
+        key: c.Key ?? '',
+        size: c.Size ?? 0,
+        etag: c.ETag ?? '',
+        lastModified: c.LastModified ?? new Date(0),
+      })),
+      prefixes: (out.CommonPrefixes ?? []).map((p) => p.Prefix ?? ''),
+      nextContinuationToken: out.IsTruncated ? out.NextContinuationToken : undefined,
+    };
+  }
+
+  /** Every page of a listing, following continuation tokens. */
+  async *listAll(
+    bucket: string,
+    opts: { prefix?: string; delimiter?: string; maxKeys?: number } = {},
+  ): AsyncIterable<ListPage> {
+    let continuationToken: string | undefined;
+    do {
+      const page = await this.list(bucket, { ...opts, continuationToken });
+      yield page;
+      continuationToken = page.nextContinuationToken;
+    } while (continuationToken);
+  }
+
+  // ---- internals --------------------------------------------------------
+
+  /**
+   * Runs one SDK call: counts requests and SDK retries, maps errors. An abort
+   * requested through `signal` is rethrown as-is rather than as a StoreError.
+   */
+  private async call<T extends { $metadata?: { attempts?: number } }>(
+    ctx: StoreErrorContext,
+    run: (options: CallOptions) => Promise<T>,
+    signal?: AbortSignal,
+  ): Promise<T> {
+    try {
+      const out = await run({ abortSignal: signal });
+      this.countRequests(ctx.op, out.$metadata?.attempts);
+      return out;
+    } catch (err) {
+      this.countRequests(ctx.op, (err as { $metadata?: { attempts?: number } })?.$metadata?.attempts);
+      if (signal?.aborted) throw err;
+      throw toStoreError(err, this.context(ctx));
+    }
+  }
+
+  private countRequests(op: string, attempts = 1): void {
+    this.stats.requests[op] = (this.stats.requests[op] ?? 0) + attempts;
+    this.stats.retries += attempts - 1;
+  }
+
+  private context(ctx: StoreErrorContext): StoreErrorContext {
+    return { ...ctx, endpoint: this.endpoint };
+  }
+
+  /**
+   * GETs [start, endExclusive) (to the end of the object if endExclusive is undefined)
+   * into one Buffer. Request-level failures are retried by the SDK; a body that breaks
+   * off is resumed here from the first missing byte, pinned to the first response's ETag.
+   */
+  private async fetchBytes(
+    bucket: string,
+    key: string,
+    start: number,
+    endExclusive: number | undefined,
+    opts: { ifMatch?: string; signal?: AbortSignal },
+  ): Promise<{ body: Buffer; info: ObjectInfo }> {
+    const ctx = this.context({ op: 'GetObject', bucket, key });
+    let pinnedEtag = opts.ifMatch;
+    let info: ObjectInfo | undefined;
+    let buffer: Buffer | undefined;
+    let filled = 0;
+    for (let attempt = 1; ; attempt++) {
+      const from = start + filled;
+      const wholeObject = from === 0 && endExclusive === undefined;
+      const range = wholeObject ? undefined : `bytes=${from}-${endExclusive === undefined ? '' : endExclusive - 1}`;
+      const out = await this.call(
+        ctx,
+        (o) => this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: range, IfMatch: pinnedEtag }), o),
+        opts.signal,
+      );
+      const body = out.Body as Readable;
+      try {
+        // Checked here too because some S3-compatible servers (s3rver among them) ignore If-Match.
+        assertEtagMatches(pinnedEtag, out.ETag, ctx);
+        const served = servedRange(out);
+        const end = endExclusive ?? served.total;
+        if (served.total < end) {
+          throw storeError('InvalidRange', `object is ${served.total} bytes, range ends at ${end}`, ctx);
+        }
+        if (served.start > from) {
+          throw storeError('ServerError', `server returned bytes from ${served.start}, asked for ${from}`, ctx);
+        }
+        info ??= infoFromGet(key, out, served.total, ctx);
+        pinnedEtag ??= info.etag;
+        buffer ??= Buffer.allocUnsafe(end - start);
+        filled = await this.readInto(body, buffer, filled, from - served.start);
+        return { body: buffer, info };
+      } catch (err) {
+        body.destroy();
+        const partial = err instanceof PartialRead ? err : undefined;
+        const cause = partial ? partial.cause : err;
+        if (opts.signal?.aborted) throw cause;
+        if (partial) filled = partial.filled;
+        if (!partial || !isBodyInterruption(cause) || attempt >= this.maxAttempts) {
+          if (cause instanceof ShortBodyError) throw storeError('ServerError', `${cause.message}, retries exhausted`, ctx, { cause });
+          throw toStoreError(cause, ctx);
+        }
+        this.stats.retries++;
+        await sleep(backoffDelayMs(attempt), opts.signal);
+      }
+    }
+  }
+
+  /**
+   * Copies body bytes into `buffer` from offset `filled` on, first discarding `skip`
+   * bytes (servers that ignore or widen the Range header). Returns the new fill level;
+   * throws PartialRead (carrying progress) if the body ends or breaks early.
+   */
+  private async readInto(body: Readable, buffer: Buffer, filled: number, skip: number): Promise<number> {
+    try {
+      for await (const chunk of body as AsyncIterable<Buffer>) {
+        this.stats.bytesReceived += chunk.length;
+        let piece = chunk;
+        if (skip > 0) {
+          const dropped = Math.min(skip, piece.length);
+          skip -= dropped;
+          piece = piece.subarray(dropped);
+        }
+        const wanted = Math.min(piece.length, buffer.length - filled);
+        piece.copy(buffer, filled, 0, wanted);
+        filled += wanted;
+        if (filled === buffer.length) return filled; // leaving the loop destroys the body
+      }
+    } catch (err) {
+      throw new PartialRead(filled, err);
+    }
+    if (filled < buffer.length) throw new PartialRead(filled, new ShortBodyError(buffer.length, filled));
+    return filled;
+  }
+}
+
+/** A body read that broke off; keeps how far it got so the retry can resume. */
+class PartialRead extends Error {
+  override name = 'PartialRead';
+  constructor(
+    readonly filled: number,
+    override readonly cause: unknown,
+  ) {
+    super(cause instanceof Error ? cause.message : String(cause));
+  }
+}
+
+/** Passes `take` bytes after dropping `skip` bytes; errors if the source ends short. */
+class ByteWindow extends Transform {
+  private remaining: number;
+
+  constructor(
+    private skip: number,
+    private readonly windowLength: number,
+    private readonly onBytes: (n: number) => void,
+  ) {
+    super();
+    this.remaining = windowLength;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.onBytes(chunk.length);
+    let piece = chunk;
+    if (this.skip > 0) {
+      const dropped = Math.min(this.skip, piece.length);
+      this.skip -= dropped;
+      piece = piece.subarray(dropped);
+    }
+    if (this.remaining > 0 && piece.length > 0) {
+      const out = piece.subarray(0, Math.min(piece.length, this.remaining));
+      this.remaining -= out.length;
+      this.push(out);
+    }
+    callback();
+  }
+
+  override _flush(callback: TransformCallback): void {
+    callback(this.remaining > 0 ? new ShortBodyError(this.windowLength, this.windowLength - this.remaining) : null);
+  }
+}
+
+interface ServedRange {
+  /** Offset of the first body byte within the object. */
+  start: number;
+  /** Whole object size. */
+  total: number;
+}
+
+/** Where the body sits within the object: from Content-Range, else the full object. */
+function servedRange(out: GetObjectCommandOutput): ServedRange {
+  const match = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(out.ContentRange ?? '');
+  if (match) return { start: Number(match[1]), total: Number(match[3]) };
+  return { start: 0, total: out.ContentLength ?? 0 };
+}
+
+function infoFromGet(key: string, out: GetObjectCommandOutput, size: number, ctx: StoreErrorContext): ObjectInfo {
+  return {
+    key,
+    size,
+    etag: requireEtag(out.ETag, ctx),
+    lastModified: out.LastModified ?? new Date(0),
+    metadata: out.Metadata ?? {},
+    contentType: out.ContentType,
+  };
+}
+
+/** Compares ETags ignoring quotes and weak-validator prefixes. */
+export function sameEtag(a: string, b: string): boolean {
+  const normalize = (etag: string) => etag.replace(/^W\//, '').replace(/"/g, '');
+  return normalize(a) === normalize(b);
+}
+
+function assertEtagMatches(expected: string | undefined, actual: string | undefined, ctx: StoreErrorContext): void {
+  if (expected !== undefined && (actual === undefined || !sameEtag(expected, actual))) {
+    throw storeError('PreconditionFailed', `object changed: ETag is ${actual ?? 'missing'}, expected ${expected}`, ctx, {
+      s3Code: 'PreconditionFailed',
+      status: 412,
+    });
+  }
+}
+
+function requireEtag(etag: string | undefined, ctx: StoreErrorContext): string {
+  if (!etag) throw storeError('ServerError', 'response lacked an ETag', ctx);
+  return etag;
+}
+
+function metadataDirective(opts: CopyOptions): 'COPY' | 'REPLACE' {
+  return opts.metadataDirective ?? (opts.metadata || opts.contentType ? 'REPLACE' : 'COPY');
+}
+
+/** x-amz-copy-source is "bucket/key" URL-encoded, keeping the slashes. */
+function encodeCopySource(bucket: string, key: string): string {
+  return `${bucket}/${key.split('/').map(encodeURIComponent).join('/')}`;
+}
+
+function isCopySourceTooLarge(err: unknown): boolean {
+  if (!isStoreError(err) || err.s3Code !== 'InvalidRequest') return false;
+  const message = err.cause instanceof Error ? err.cause.message : '';
+  return /larger than the maximum allowable size/i.test(message);
+}
+
+function defaultEndpointFromEnv(): string | undefined {
+  return process.env.AWS_ENDPOINT_URL_S3 || process.env.AWS_ENDPOINT_URL || undefined;
+}
+
+function parseEndpoint(endpoint: string): URL {
+  let url: URL;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    throw new TypeError(`S3 endpoint is not a URL (expected http://host:port or https://host): ${endpoint}`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new TypeError(`S3 endpoint must use http or https, got ${url.protocol}`);
+  }
+  return url;
+}
+
+/** Virtual-host addressing needs DNS names per bucket, which IPs and localhost lack. */
+function isLocalOrIpHost(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '');
+  return isIP(host) !== 0 || host === 'localhost' || host.endsWith('.localhost');
+}
+
+async function mapWithConcurrency<T, R>(items: T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await fn(items[index], index);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
