@@ -94,7 +94,8 @@ export class ObjectOpener {
     this.done = true;
     if (!this.cipher) throw new IntegrityError('HEADER_TRUNCATED', 'object ends inside its header');
     if (this.buf.length < TAG_SIZE) throw new IntegrityError('INVALID_SIZE', 'object ends inside a chunk tag');
-    if (this.buf.length === TAG_SIZE && this.index > 0) throw new IntegrityError('EXTENDED', 'empty chunk after a full chunk');
+    // A non-final chunk opened fine, so these 16 bytes are a chunk cut short: an empty chunk only exists as the only chunk.
+    if (this.buf.length === TAG_SIZE && this.index > 0) throw new IntegrityError('INVALID_SIZE', 'object ends with an empty chunk after a full chunk');
     return [this.cipher.openChunk(this.index, this.index + 1, this.buf)];
   }
 }
