@@ -59,6 +59,13 @@ const server = new S3rver({
   resetOnClose: false,
   configureBuckets: config.buckets.map((name) => ({ name, configs: [] })),
 });
+// Listen errors (EADDRINUSE...) arrive as unhandled 'error' events; report
+// them as one line the parent can quote.
+function fail(err) {
+  process.stderr.write(String((err && err.message) || err) + '\\n');
+  process.exit(1);
+}
+process.on('uncaughtException', fail);
 let stopping = false;
 function shutdown() {
   if (stopping) return;
@@ -73,13 +80,7 @@ function shutdown() {
 process.on('SIGTERM', shutdown);
 process.on('SIGINT', shutdown);
 process.on('disconnect', shutdown);
-server.run().then(
-  (address) => process.send({ type: 'listening', port: address.port }),
-  (err) => {
-    process.stderr.write(String((err && err.stack) || err) + '\\n');
-    process.exit(1);
-  },
-);
+server.run().then((address) => process.send({ type: 'listening', port: address.port }), fail);
 `;
 
 const STDERR_TAIL_BYTES = 4096;
