@@ -52,7 +52,7 @@ function validateConfig(raw: unknown): BucketConfig {
   if (!c || typeof c !== 'object') return bad('not an object');
   if (c.format !== 's3cryptfs') return bad('not an s3cryptfs config');
   if (c.version !== 1) throw new ConfigError('CONFIG_UNSUPPORTED', `bucket config version ${String(c.version)} is not supported`);
-  if (typeof c.cipher !== 'string' || !(c.cipher in CIPHER_IDS)) return bad(`unknown cipher ${String(c.cipher)}`);
+  if (typeof c.cipher !== 'string' || !Object.hasOwn(CIPHER_IDS, c.cipher)) return bad(`unknown cipher ${String(c.cipher)}`);
   if (typeof c.chunkSize !== 'number' || !isValidChunkSize(c.chunkSize)) return bad(`invalid chunk size ${String(c.chunkSize)}`);
   if (c.names !== 'plain' && c.names !== 'aes-siv') return bad(`unknown name mode ${String(c.names)}`);
   if (!Array.isArray(c.keyIds) || c.keyIds.length === 0 || !c.keyIds.every((k) => typeof k === 'string' && /^[0-9a-f]{32}$/.test(k))) {
@@ -63,12 +63,12 @@ function validateConfig(raw: unknown): BucketConfig {
   return config;
 }
 
-function validateScrypt(k: Partial<ScryptParams>, bad: (what: string) => never): ScryptParams {
-  if (k.algorithm !== 'scrypt') return bad('kdf.algorithm must be scrypt');
+function validateScrypt(k: Partial<ScryptParams> | null, bad: (what: string) => never): ScryptParams {
+  if (!k || typeof k !== 'object' || k.algorithm !== 'scrypt') return bad('kdf.algorithm must be scrypt');
   const pow2 = (n: unknown) => typeof n === 'number' && Number.isInteger(n) && n > 1 && (n & (n - 1)) === 0;
   if (!pow2(k.N) || (k.N as number) > 2 ** 24) return bad('kdf.N must be a power of two <= 2^24');
   const small = (n: unknown) => typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= 64;
   if (!small(k.r) || !small(k.p)) return bad('kdf.r and kdf.p must be integers 1..64');
-  if (typeof k.salt !== 'string' || !/^[0-9a-f]{32,128}$/.test(k.salt)) return bad('kdf.salt must be 16-64 bytes of hex');
+  if (typeof k.salt !== 'string' || !/^(?:[0-9a-f]{2}){16,64}$/.test(k.salt)) return bad('kdf.salt must be 16-64 bytes of hex');
   return { algorithm: 'scrypt', N: k.N as number, r: k.r as number, p: k.p as number, salt: k.salt };
 }
