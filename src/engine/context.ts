@@ -1,0 +1,31 @@
+/** What the engine's modules share: store, bucket, keys, codecs, caches and counters. */
+import type { BucketConfig, DerivedKeys, KeyRing } from '../format/index.js';
+import type { ChunkCache } from './chunk-cache.js';
+import type { PathCodec } from './paths.js';
+import type { EngineStats } from './stats.js';
+import type { EngineStore } from './store-port.js';
+
+export interface EngineWarning {
+  code: 'INVALID_SIZE' | 'BAD_NAME' | 'BAD_ATTRIBUTES';
+  /** The raw S3 key concerned. */
+  key: string;
+  message: string;
+}
+
+export interface EngineContext {
+  readonly store: EngineStore;
+  readonly bucket: string;
+  readonly config: BucketConfig;
+  /** Keys new objects are written with. */
+  readonly keys: DerivedKeys;
+  /** Every key objects may be read with (keys first, then readKeys). */
+  readonly readKeys: DerivedKeys[];
+  readonly ring: KeyRing;
+  readonly paths: PathCodec;
+  readonly cache: ChunkCache;
+  readonly stats: EngineStats;
+  readonly partSize: number;
+  readonly uploadConcurrency: number;
+  readonly readaheadMaxBytes: number;
+  readonly warn: (w: EngineWarning) => void;
+}

@@ -1,0 +1,274 @@
+/**
+ * The engine: encrypted objects addressed by plaintext paths. Ties together the config check,
+ * path encoding, readers, writers, listings and server-side copies.
+ */
+import type { Readable } from 'node:stream';
+import {
+  CONFIG_OBJECT_NAME, encodeConfig, IntegrityError, parseConfig, plaintextSize,
+  type BucketConfig, type DerivedKeys, type KeyRing,
+} from '../format/index.js';
+import { isStoreError } from '../store/errors.js';
+import { attributesMetadata, readAttributes } from './attributes.js';
+import { ChunkCache } from './chunk-cache.js';
+import type { EngineContext, EngineWarning } from './context.js';
+import { EngineError } from './errors.js';
+import { listPage, listPages, type ListOptions } from './listing.js';
+import { normalizePrefix, PathCodec } from './paths.js';
+import { openReadStream, type ReadStreamOptions } from './read-stream.js';
+import { EngineReader } from './reader.js';
+import { newStats, type EngineStats } from './stats.js';
+import type { EngineStore, StoreObjectInfo } from './store-port.js';
+import type { ListPage, ObjectReader, ObjectStat, ObjectWriter, WriteOptions } from './types.js';
+import { EngineWriter } from './writer.js';
+
+const MiB = 1024 * 1024;
+export const DEFAULT_CACHE_BYTES = 32 * MiB;
+export const DEFAULT_PART_SIZE = 8 * MiB;
+export const MIN_PART_SIZE = 5 * MiB;
+export const MAX_PART_SIZE = 5 * 1024 * MiB;
+export const DEFAULT_UPLOAD_CONCURRENCY = 4;
+export const DEFAULT_READAHEAD_MAX_BYTES = 8 * MiB;
+const DIR_CONTENT_TYPE = 'application/x-directory';
+const OBJECT_CONTENT_TYPE = 'application/octet-stream';
+
+export interface EngineOptions {
+  store: EngineStore;
+  bucket: string;
+  /** Key prefix inside the bucket ("" for the whole bucket). */
+  prefix: string;
+  /** Keys new objects are written with; their key id must be listed in the bucket config. */
+  keys: DerivedKeys;
+  /** Further keys objects may have been written with (key rotation). */
+  readKeys?: DerivedKeys[];
+  /** Decrypted-chunk cache size shared by all readers (default 32 MiB; 0 disables it). */
+  cacheBytes?: number;
+  /** Multipart part size in bytes (default 8 MiB, at least 5 MiB). */
+  partSize?: number;
+  /** Parts uploaded in parallel per writer (default 4). */
+  uploadConcurrency?: number;
+  /** Largest readahead window (default 8 MiB; 0 disables readahead). */
+  readaheadMaxBytes?: number;
+  /** Skips loading the config object when the caller already has it. */
+  config?: BucketConfig;
+  /** Receives entries a listing skipped. */
+  onWarning?: (w: EngineWarning) => void;
+}
+
+export interface CopyOptions {
+  /** Replaces the attributes; by default the source's attributes are carried over. */
+  attributes?: Record<string, string>;
+}
+
+export class Engine {
+  readonly stats: EngineStats;
+  readonly config: BucketConfig;
+  readonly bucket: string;
+  /** Normalized key prefix ("" or ending in "/"). */
+  readonly prefix: string;
+  private readonly ctx: EngineContext;
+
+  private constructor(ctx: EngineContext) {
+    this.ctx = ctx;
+    this.stats = ctx.stats;
+    this.config = ctx.config;
+    this.bucket = ctx.bucket;
+    this.prefix = ctx.paths.keyPrefix;
+  }
+
+  /** Opens an initialized bucket prefix. Throws EngineError NOT_INITIALIZED / WRONG_KEY; store errors propagate. */
+  static async open(opts: EngineOptions): Promise<Engine> {
+    const config = opts.config ?? (await loadConfig(opts.store, opts.bucket, opts.prefix));
+    const keyId = opts.keys.keyId.toString('hex');
+    if (!config.keyIds.includes(keyId)) {
+      throw new EngineError('WRONG_KEY', `the master key does not match this bucket (key id ${keyId}, bucket expects ${config.keyIds.join(' or ')})`);
+    }
+    const partSize = opts.partSize ?? DEFAULT_PART_SIZE;
+    if (!Number.isSafeInteger(partSize) || partSize < MIN_PART_SIZE || partSize > MAX_PART_SIZE) {
+      throw new RangeError(`part size must be between 5 MiB and 5 GiB, got ${partSize}`);
+    }
+    const uploadConcurrency = opts.uploadConcurrency ?? DEFAULT_UPLOAD_CONCURRENCY;
+    if (!Number.isInteger(uploadConcurrency) || uploadConcurrency < 1) throw new RangeError(`upload concurrency must be >= 1, got ${uploadConcurrency}`);
+    const readKeys = [opts.keys, ...(opts.readKeys ?? []).filter((k) => !k.keyId.equals(opts.keys.keyId))];
+    const ring: KeyRing = (id) => readKeys.find((k) => k.keyId.equals(id));
+    const stats = newStats();
+    const ctx: EngineContext = {
+      store: opts.store,
+      bucket: opts.bucket,
+      config,
+      keys: opts.keys,
+      readKeys,
+      ring,
+      paths: new PathCodec(opts.prefix, config.names, opts.keys.nameKey),
+      cache: new ChunkCache(Math.max(0, opts.cacheBytes ?? DEFAULT_CACHE_BYTES), stats),
+      stats,
+      partSize,
+      uploadConcurrency,
+      readaheadMaxBytes: Math.max(0, opts.readaheadMaxBytes ?? DEFAULT_READAHEAD_MAX_BYTES),
+      warn: opts.onWarning ?? (() => {}),
+    };
+    return new Engine(ctx);
+  }
+
+  /** Writes the config object; EngineError ALREADY_INITIALIZED if the prefix already has one. */
+  static async init(store: EngineStore, bucket: string, prefix: string, config: BucketConfig): Promise<void> {
+    const key = normalizePrefix(prefix) + CONFIG_OBJECT_NAME;
+    const already = () => new EngineError('ALREADY_INITIALIZED', `s3://${bucket}/${key} already exists: this prefix is already initialized`);
+    if (await store.head(bucket, key)) throw already();
+    try {
+      await store.put(bucket, key, Buffer.from(encodeConfig(config), 'utf8'), { contentType: 'application/json', ifNoneMatch: '*' });
+    } catch (err) {
+      if (isStoreError(err, 'PreconditionFailed')) throw already();
+      throw err;
+    }
+  }
+
+  /** The S3 key a file path is stored under. */
+  objectKey(path: string): string {
+    return this.ctx.paths.fileKey(path);
+  }
+
+  /** HEAD: plaintext size and attributes, or null when there is no such file. */
+  async stat(path: string): Promise<ObjectStat | null> {
+    const key = this.ctx.paths.fileKey(path);
+    const info = await this.ctx.store.head(this.bucket, key);
+    if (!info) return null;
+    return {
+      path,
+      size: this.plainSize(path, info.size),
+      etag: info.etag,
+      lastModified: info.lastModified,
+      attributes: readAttributes(this.ctx, key, info.metadata),
+    };
+  }
+
+  /** Random-access reader of the current version (or of the version described by `known`, skipping the HEAD). */
+  async openReader(path: string, known?: { size: number; etag: string }): Promise<ObjectReader> {
+    const key = this.ctx.paths.fileKey(path);
+    const info = known ?? (await this.headOrThrow(path, key));
+    return new EngineReader(this.ctx, path, key, info.etag, this.plainSize(path, info.size));
+  }
+
+  createWriter(path: string, opts?: WriteOptions): ObjectWriter {
+    return new EngineWriter(this.ctx, path, this.ctx.paths.fileKey(path), opts);
+  }
+
+  async putBuffer(path: string, data: Uint8Array, opts?: WriteOptions): Promise<{ etag: string; size: number }> {
+    const writer = this.createWriter(path, opts);
+    try {
+      await writer.write(data);
+    } catch (err) {
+      await writer.abort();
+      throw err;
+    }
+    return writer.close();
+  }
+
+  async getBuffer(path: string): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    for await (const chunk of this.readStream(path)) parts.push(chunk as Buffer);
+    return Buffer.concat(parts);
+  }
+
+  /** Verified plaintext stream of the whole object or of [start, end) (end exclusive). */
+  readStream(path: string, opts?: ReadStreamOptions): Readable {
+    return openReadStream(this.ctx, path, this.ctx.paths.fileKey(path), opts);
+  }
+
+  /** Reads and authenticates every chunk; throws IntegrityError on the first bad one. */
+  async verify(path: string): Promise<{ size: number }> {
+    let size = 0;
+    for await (const chunk of this.readStream(path)) size += (chunk as Buffer).length;
+    return { size };
+  }
+
+  list(dir: string, opts?: ListOptions): Promise<ListPage> {
+    return listPage(this.ctx, dir, opts);
+  }
+
+  listAll(dir: string, opts?: Omit<ListOptions, 'token'>): AsyncGenerator<ListPage> {
+    return listPages(this.ctx, dir, opts);
+  }
+
+  /** True when the directory has a marker or any object below it (the root always exists). */
+  async dirExists(dir: string): Promise<boolean> {
+    const prefix = this.ctx.paths.dirPrefix(dir);
+    if (prefix === this.prefix) return true;
+    const page = await this.ctx.store.list(this.bucket, { prefix, maxKeys: 1 });
+    return page.objects.length > 0 || page.prefixes.length > 0;
+  }
+
+  async mkdirMarker(dir: string): Promise<void> {
+    await this.ctx.store.put(this.bucket, this.ctx.paths.markerKey(dir), Buffer.alloc(0), { contentType: DIR_CONTENT_TYPE });
+  }
+
+  async removeDirMarker(dir: string): Promise<void> {
+    await this.ctx.store.delete(this.bucket, this.ctx.paths.markerKey(dir));
+  }
+
+  /**
+   * Server-side copy, no re-encryption (ciphertext does not depend on its key). The attributes are
+   * re-sealed for the new key.
+   */
+  async copy(src: string, dst: string, opts: CopyOptions = {}): Promise<{ etag: string }> {
+    const srcKey = this.ctx.paths.fileKey(src);
+    const dstKey = this.ctx.paths.fileKey(dst);
+    const info = await this.headOrThrow(src, srcKey);
+    this.plainSize(src, info.size);
+    const attrs = opts.attributes ?? readAttributes(this.ctx, srcKey, info.metadata);
+    return this.ctx.store.copy(this.bucket, srcKey, dstKey, {
+      metadata: attributesMetadata(this.ctx, dstKey, attrs),
+      metadataDirective: 'REPLACE',
+      contentType: OBJECT_CONTENT_TYPE,
+      sourceSize: info.size,
+    });
+  }
+
+  /** copy + delete. Not atomic: a crash in between leaves both. */
+  async rename(src: string, dst: string): Promise<void> {
+    if (this.ctx.paths.fileKey(src) === this.ctx.paths.fileKey(dst)) return;
+    await this.copy(src, dst);
+    await this.delete(src);
+  }
+
+  async delete(path: string): Promise<void> {
+    await this.ctx.store.delete(this.bucket, this.ctx.paths.fileKey(path));
+  }
+
+  /** Deletes in batches; returns the paths that could not be deleted. */
+  async deleteMany(paths: string[]): Promise<{ errors: { path: string; message: string }[] }> {
+    const byKey = new Map(paths.map((p) => [this.ctx.paths.fileKey(p), p]));
+    const { errors } = await this.ctx.store.deleteMany(this.bucket, [...byKey.keys()]);
+    return { errors: errors.map((e) => ({ path: byKey.get(e.key) ?? e.key, message: e.message ?? e.code ?? 'delete failed' })) };
+  }
+
+  /** Replaces the attributes (a copy of the object onto itself). */
+  async setAttributes(path: string, attrs: Record<string, string>): Promise<void> {
+    await this.copy(path, path, { attributes: attrs });
+  }
+
+  private async headOrThrow(path: string, key: string): Promise<StoreObjectInfo> {
+    const info = await this.ctx.store.head(this.bucket, key);
+    if (!info) throw new EngineError('NOT_FOUND', `no such file: "${path}"`);
+    return info;
+  }
+
+  private plainSize(path: string, cipherSize: number): number {
+    const size = plaintextSize(cipherSize, this.config.chunkSize);
+    if (size === null) throw new IntegrityError('INVALID_SIZE', `"${path}" is ${cipherSize} bytes long, which no object can be`);
+    return size;
+  }
+}
+
+async function loadConfig(store: EngineStore, bucket: string, prefix: string): Promise<BucketConfig> {
+  const key = normalizePrefix(prefix) + CONFIG_OBJECT_NAME;
+  let body: Buffer;
+  try {
+    body = (await store.getObject(bucket, key)).body;
+  } catch (err) {
+    if (isStoreError(err, 'NoSuchKey')) {
+      throw new EngineError('NOT_INITIALIZED', `s3://${bucket}/${key} not found: this bucket prefix is not an s3cryptfs store (run \`s3cryptfs init\` first)`, { cause: err });
+    }
+    throw err;
+  }
+  return parseConfig(body.toString('utf8'));
+}

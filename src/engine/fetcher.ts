@@ -1,0 +1,178 @@
+/**
+ * Fetches and decrypts chunks of one object version with ranged GETs. Every GET carries If-Match
+ * with the version's ETag, so a replaced object is noticed instead of mixing versions. Chunks land
+ * in the shared cache; chunks already in flight are joined rather than fetched again.
+ */
+import {
+  chunkCount, chunkPlainLength, ciphertextRangeOfChunks, HEADER_SIZE, IntegrityError, openObjectHeader,
+  TAG_SIZE, type ObjectCipher,
+} from '../format/index.js';
+import { versionId } from './chunk-cache.js';
+import type { EngineContext } from './context.js';
+import { mapReadError } from './read-errors.js';
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve(v: T): void;
+  reject(e: unknown): void;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => { resolve = res; reject = rej; });
+  promise.catch(() => {}); // a fetch nobody waits for any more must not be an unhandled rejection
+  return { promise, resolve, reject };
+}
+
+export class ChunkFetcher {
+  readonly version: string;
+  readonly chunkTotal: number;
+
+  constructor(
+    private readonly ctx: EngineContext,
+    readonly path: string,
+    readonly key: string,
+    readonly etag: string,
+    /** Plaintext size. */
+    readonly size: number,
+  ) {
+    this.version = versionId(key, etag);
+    this.chunkTotal = chunkCount(size, ctx.config.chunkSize);
+  }
+
+  /** True when the chunk is neither cached nor being fetched. */
+  isMissing(index: number): boolean {
+    return !this.ctx.cache.has(this.version, index) && !this.ctx.cache.pending(this.version, index);
+  }
+
+  /**
+   * Promises of chunks first..last in order. Cached chunks resolve at once, chunks in flight are
+   * joined, missing ones are fetched in contiguous runs (one GET each). Fetches start synchronously.
+   */
+  demand(first: number, last: number): Promise<Buffer>[] {
+    const { cache, stats } = this.ctx;
+    const out: Promise<Buffer>[] = [];
+    let runStart = -1;
+    const flush = (end: number) => {
+      if (runStart < 0) return;
+      out.push(...this.fetchRun(runStart, end));
+      runStart = -1;
+    };
+    for (let i = first; i <= last; i++) {
+      const hit = cache.get(this.version, i);
+      if (hit) {
+        flush(i - 1);
+        stats.cacheHits++;
+        out.push(Promise.resolve(hit));
+        continue;
+      }
+      stats.cacheMisses++;
+      const pending = cache.pending(this.version, i);
+      if (pending) {
+        flush(i - 1);
+        stats.inflightJoins++;
+        out.push(pending);
+        continue;
+      }
+      if (runStart < 0) runStart = i;
+    }
+    flush(last);
+    return out;
+  }
+
+  /** Fetches whichever of first..last are missing (for readahead); resolves when they are cached. */
+  async prefetch(first: number, last: number): Promise<void> {
+    const runs: Promise<Buffer>[] = [];
+    let runStart = -1;
+    for (let i = first; i <= last + 1; i++) {
+      if (i <= last && this.isMissing(i)) {
+        if (runStart < 0) runStart = i;
+        continue;
+      }
+      if (runStart >= 0) {
+        this.ctx.stats.chunksPrefetched += i - runStart;
+        runs.push(...this.fetchRun(runStart, i - 1));
+        runStart = -1;
+      }
+    }
+    await Promise.allSettled(runs);
+  }
+
+  /** The opened header of this version, fetched alone if no GET from offset 0 is under way. */
+  cipher(): Promise<ObjectCipher> {
+    const cached = this.ctx.cache.header(this.version);
+    if (cached) return cached;
+    const d = deferred<ObjectCipher>();
+    this.ctx.cache.setHeader(this.version, d.promise);
+    this.getRange(0, HEADER_SIZE).then((body) => d.resolve(this.openHeader(body)), d.reject);
+    return d.promise;
+  }
+
+  /** Starts one GET for chunks a..b; includes the header when it is not known yet and a == 0. */
+  private fetchRun(a: number, b: number): Promise<Buffer>[] {
+    const { cache } = this.ctx;
+    const chunkSize = this.ctx.config.chunkSize;
+    const waiting: Deferred<Buffer>[] = [];
+    for (let i = a; i <= b; i++) {
+      const d = deferred<Buffer>();
+      cache.track(this.version, i, d.promise);
+      waiting.push(d);
+    }
+    let header: Deferred<ObjectCipher> | null = null;
+    if (a === 0 && !cache.header(this.version)) {
+      header = deferred<ObjectCipher>();
+      cache.setHeader(this.version, header.promise);
+    }
+    const range = ciphertextRangeOfChunks({ first: a, last: b }, this.size, chunkSize);
+    const start = header ? 0 : range.start;
+    const run = async () => {
+      const body = await this.getRange(start, range.endExclusive);
+      let cipher: ObjectCipher;
+      if (header) {
+        cipher = this.openHeader(body.subarray(0, HEADER_SIZE));
+        header.resolve(cipher);
+      } else {
+        cipher = await this.cipher();
+      }
+      let pos = range.start - start;
+      for (let i = a; i <= b; i++) {
+        const len = chunkPlainLength(i, this.size, chunkSize) + TAG_SIZE;
+        const plain = cipher.openChunk(i, this.chunkTotal, body.subarray(pos, pos + len));
+        pos += len;
+        this.ctx.stats.bytesDecrypted += plain.length;
+        cache.set(this.version, i, plain);
+        waiting[i - a].resolve(plain);
+      }
+    };
+    run().catch((err: unknown) => {
+      header?.reject(err);
+      for (const d of waiting) d.reject(err);
+    });
+    return waiting.map((d) => d.promise);
+  }
+
+  private async getRange(start: number, endExclusive: number): Promise<Buffer> {
+    const { store, bucket, stats } = this.ctx;
+    stats.rangeRequests++;
+    let body: Buffer;
+    try {
+      body = await store.getRange(bucket, this.key, start, endExclusive, { ifMatch: this.etag });
+    } catch (err) {
+      throw mapReadError(err, this.path);
+    }
+    stats.bytesFetched += body.length;
+    if (body.length !== endExclusive - start) {
+      throw new IntegrityError('INVALID_SIZE', `short read of "${this.path}": asked for ${endExclusive - start} bytes at ${start}, got ${body.length}`);
+    }
+    return body;
+  }
+
+  private openHeader(bytes: Buffer): ObjectCipher {
+    const cipher = openObjectHeader(this.ctx.ring, bytes);
+    if (cipher.chunkSize !== this.ctx.config.chunkSize) {
+      throw new IntegrityError('BAD_CHUNK_SIZE', `object "${this.path}" has chunk size ${cipher.chunkSize}, the bucket uses ${this.ctx.config.chunkSize}`);
+    }
+    return cipher;
+  }
+}

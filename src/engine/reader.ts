@@ -1,0 +1,67 @@
+/** Random-access reader of one object version: chunk span -> cached or fetched chunks -> bytes. */
+import { chunksForRange } from '../format/index.js';
+import type { EngineContext } from './context.js';
+import { EngineError } from './errors.js';
+import { ChunkFetcher } from './fetcher.js';
+import { Readahead } from './readahead.js';
+import type { ObjectReader, ReadOptions } from './types.js';
+
+export class EngineReader implements ObjectReader {
+  private readonly fetcher: ChunkFetcher;
+  private readonly readahead: Readahead;
+  private readonly chunkSize: number;
+  private closed = false;
+
+  constructor(ctx: EngineContext, path: string, key: string, readonly etag: string, readonly size: number) {
+    this.fetcher = new ChunkFetcher(ctx, path, key, etag, size);
+    // Prefetched chunks wait in the cache; a window larger than half of it would evict itself.
+    const maxBytes = Math.min(ctx.readaheadMaxBytes, Math.floor(ctx.cache.maxBytes / 2));
+    this.readahead = new Readahead(this.fetcher, { chunkSize: ctx.config.chunkSize, maxBytes });
+    this.chunkSize = ctx.config.chunkSize;
+  }
+
+  /** Readahead window in chunks (for tests and metrics). */
+  get readaheadWindow(): number {
+    return this.readahead.window;
+  }
+
+  async read(offset: number, length: number, opts?: ReadOptions): Promise<Buffer> {
+    if (this.closed) throw new EngineError('CLOSED', 'reader is closed');
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
+      throw new RangeError(`invalid read of ${length} bytes at ${offset}`);
+    }
+    opts?.signal?.throwIfAborted();
+    const span = chunksForRange(offset, offset + length, this.size, this.chunkSize);
+    if (!span) return Buffer.alloc(0);
+    const pending = this.fetcher.demand(span.first, span.last);
+    this.readahead.onRead(offset, length, span.last);
+    const chunks = await withSignal(Promise.all(pending), opts?.signal);
+    const end = Math.min(offset + length, this.size);
+    const out = Buffer.allocUnsafe(end - offset);
+    let pos = 0;
+    for (let i = 0; i < chunks.length; i++) {
+      const chunkStart = (span.first + i) * this.chunkSize;
+      const from = Math.max(offset, chunkStart) - chunkStart;
+      const to = Math.min(end, chunkStart + chunks[i].length) - chunkStart;
+      pos += chunks[i].copy(out, pos, from, to);
+    }
+    return out;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.readahead.reset();
+  }
+}
+
+function withSignal<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return work;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason ?? new EngineError('ABORTED', 'read aborted'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (v) => { signal.removeEventListener('abort', onAbort); resolve(v); },
+      (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e); },
+    );
+  });
+}

@@ -1,0 +1,205 @@
+/**
+ * Streaming encrypted upload. Plaintext is sealed serially as it arrives; the ciphertext collects
+ * into parts of partSize. An object that fits in one part is stored with one PutObject at close;
+ * otherwise a multipart upload starts when the first part is full, with at most uploadConcurrency
+ * parts in flight (write() waits for a slot), so memory stays near (concurrency + 1) * partSize.
+ * Any failure aborts the multipart upload: nothing partial ever becomes visible.
+ */
+import { newObjectCipher, ObjectSealer } from '../format/index.js';
+import { attributesMetadata } from './attributes.js';
+import type { EngineContext } from './context.js';
+import { EngineError } from './errors.js';
+import type { ObjectWriter, WriteOptions } from './types.js';
+
+/** Plaintext is fed to the sealer in slices this big, so one huge write() cannot balloon memory. */
+const SEAL_SLICE = 1024 * 1024;
+const CONTENT_TYPE = 'application/octet-stream';
+
+type State = 'open' | 'closing' | 'closed' | 'failed';
+
+export class EngineWriter implements ObjectWriter {
+  private readonly sealer: ObjectSealer;
+  private readonly metadata: Record<string, string> | undefined;
+  private pieces: Buffer[] = [];
+  private pendingBytes = 0;
+  private uploadId: string | null = null;
+  private creating: Promise<string> | null = null;
+  private nextPart = 1;
+  private readonly parts: { partNumber: number; etag: string }[] = [];
+  private readonly inflight = new Set<Promise<void>>();
+  private readonly cancel = new AbortController();
+  private chain: Promise<void> = Promise.resolve();
+  private state: State = 'open';
+  private failure: unknown = null;
+  private cleanup: Promise<void> | null = null;
+  private readonly onAbortSignal: (() => void) | null = null;
+  bytesWritten = 0;
+
+  constructor(private readonly ctx: EngineContext, readonly path: string, readonly key: string, private readonly opts: WriteOptions = {}) {
+    const { config, keys } = ctx;
+    this.sealer = new ObjectSealer(newObjectCipher(keys, { cipher: config.cipher, chunkSize: config.chunkSize }));
+    this.metadata = opts.attributes ? attributesMetadata(ctx, key, opts.attributes) : undefined;
+    const signal = opts.signal;
+    if (signal) {
+      if (signal.aborted) {
+        this.fail(abortError(signal));
+      } else {
+        this.onAbortSignal = () => this.fail(abortError(signal));
+        signal.addEventListener('abort', this.onAbortSignal, { once: true });
+      }
+    }
+  }
+
+  write(data: Uint8Array): Promise<void> {
+    const run = this.chain.then(() => this.doWrite(data));
+    this.chain = run.catch(() => {});
+    return run;
+  }
+
+  async close(): Promise<{ etag: string; size: number }> {
+    if (this.state === 'closing' || this.state === 'closed') throw new EngineError('CLOSED', `writer for "${this.path}" is already closed`);
+    await this.chain;
+    await this.throwIfFailed();
+    this.state = 'closing';
+    try {
+      for (const piece of this.sealer.finish()) this.take(piece);
+      let etag: string;
+      if (this.uploadId === null && this.pendingBytes <= this.ctx.partSize) {
+        etag = await this.putSingle();
+      } else {
+        while (this.pendingBytes > this.ctx.partSize) await this.uploadPart(this.cut(this.ctx.partSize));
+        await this.uploadPart(this.cut(this.pendingBytes));
+        await Promise.all(this.inflight);
+        await this.throwIfFailed();
+        const parts = [...this.parts].sort((x, y) => x.partNumber - y.partNumber);
+        etag = (await this.ctx.store.completeMultipart(this.ctx.bucket, this.key, this.uploadId!, parts)).etag;
+      }
+      this.state = 'closed';
+      this.detachSignal();
+      return { etag, size: this.bytesWritten };
+    } catch (err) {
+      this.fail(err);
+      await this.throwIfFailed();
+      throw err;
+    }
+  }
+
+  async abort(): Promise<void> {
+    if (this.state === 'closed') return;
+    this.fail(new EngineError('ABORTED', `upload of "${this.path}" aborted`));
+    await this.cleanup;
+  }
+
+  private async doWrite(data: Uint8Array): Promise<void> {
+    if (this.state !== 'open' && this.state !== 'failed') throw new EngineError('CLOSED', `writer for "${this.path}" is closed`);
+    await this.throwIfFailed();
+    for (let pos = 0; pos < data.length; pos += SEAL_SLICE) {
+      const slice = data.subarray(pos, Math.min(data.length, pos + SEAL_SLICE));
+      for (const piece of this.sealer.push(slice)) this.take(piece);
+      this.bytesWritten += slice.length;
+      this.ctx.stats.bytesEncrypted += slice.length;
+      // Cut a part only once more data follows it: an object of exactly one part stays a single PUT.
+      while (this.pendingBytes > this.ctx.partSize) await this.uploadPart(this.cut(this.ctx.partSize));
+      await this.throwIfFailed();
+    }
+  }
+
+  private take(piece: Buffer): void {
+    this.pieces.push(piece);
+    this.pendingBytes += piece.length;
+  }
+
+  /** Removes the first n pending ciphertext bytes as one buffer. */
+  private cut(n: number): Buffer {
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    let i = 0;
+    while (filled < n) {
+      const piece = this.pieces[i];
+      const use = Math.min(piece.length, n - filled);
+      piece.copy(out, filled, 0, use);
+      filled += use;
+      if (use === piece.length) i++;
+      else this.pieces[i] = piece.subarray(use);
+    }
+    this.pieces = this.pieces.slice(i);
+    this.pendingBytes -= n;
+    return out;
+  }
+
+  private async putSingle(): Promise<string> {
+    const body = this.cut(this.pendingBytes);
+    const { etag } = await this.ctx.store.put(this.ctx.bucket, this.key, body, { metadata: this.metadata, contentType: CONTENT_TYPE });
+    this.ctx.stats.singlePutUploads++;
+    this.ctx.stats.bytesUploaded += body.length;
+    return etag;
+  }
+
+  /** Starts uploading one part; waits first while uploadConcurrency parts are in flight. */
+  private async uploadPart(body: Buffer): Promise<void> {
+    const { store, bucket, stats } = this.ctx;
+    if (this.uploadId === null) {
+      this.creating ??= store.createMultipart(bucket, this.key, { metadata: this.metadata, contentType: CONTENT_TYPE });
+      this.uploadId = await this.creating;
+      stats.multipartUploads++;
+    }
+    while (this.inflight.size >= this.ctx.uploadConcurrency) await Promise.race(this.inflight);
+    await this.throwIfFailed();
+    const partNumber = this.nextPart++;
+    const uploadId = this.uploadId;
+    const upload = (async () => {
+      stats.uploadsInFlight++;
+      try {
+        const etag = await store.uploadPart(bucket, this.key, uploadId, partNumber, body, { signal: this.cancel.signal });
+        this.parts.push({ partNumber, etag });
+        stats.partsUploaded++;
+        stats.bytesUploaded += body.length;
+      } catch (err) {
+        this.fail(err);
+      } finally {
+        stats.uploadsInFlight--;
+      }
+    })();
+    this.inflight.add(upload);
+    void upload.finally(() => this.inflight.delete(upload));
+  }
+
+  /** Records the first failure and starts the cleanup: cancel parts, abort the multipart upload. */
+  private fail(err: unknown): void {
+    if (this.failure !== null || this.state === 'closed') return;
+    this.failure = err;
+    this.state = 'failed';
+    this.detachSignal();
+    this.cancel.abort(err);
+    this.pieces = [];
+    this.pendingBytes = 0;
+    this.cleanup = this.abortUpload();
+  }
+
+  private async abortUpload(): Promise<void> {
+    const { store, bucket, stats } = this.ctx;
+    await Promise.allSettled(this.inflight);
+    const uploadId = this.uploadId ?? (this.creating ? await this.creating.catch(() => null) : null);
+    if (uploadId === null) return;
+    try {
+      await store.abortMultipart(bucket, this.key, uploadId);
+      stats.uploadsAborted++;
+    } catch {
+      // Best effort: a lifecycle rule or `s3cryptfs gc` has to reap it. Nothing was completed either way.
+    }
+  }
+
+  private async throwIfFailed(): Promise<void> {
+    if (this.failure === null) return;
+    await this.cleanup;
+    throw this.failure;
+  }
+
+  private detachSignal(): void {
+    if (this.onAbortSignal) this.opts.signal?.removeEventListener('abort', this.onAbortSignal);
+  }
+}
+
+function abortError(signal: AbortSignal): EngineError {
+  return new EngineError('ABORTED', 'upload aborted', { cause: signal.reason });
+}
