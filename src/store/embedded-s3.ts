@@ -8,6 +8,8 @@ import http from 'node:http';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 
+import { S3RVER_CHILD_PROGRAM } from './s3rver-child.js';
+
 export interface EmbeddedS3Options {
   /** Data directory; objects persist here across restarts. Created if missing. */
   dir: string;
@@ -43,45 +45,6 @@ interface ChildConfig {
   buckets: string[];
 }
 
-// The child program is passed with `node -e` rather than shipped as a file,
-// so it works the same from src/ (tsx) and from dist/ (tsc does not copy .cjs
-// files). It reports its bound port over IPC and exits when the parent goes
-// away, so a crashed test run cannot leave an orphaned server behind.
-const CHILD_PROGRAM = `
-'use strict';
-const config = JSON.parse(process.env.S3CRYPTFS_S3RVER_CONFIG);
-const S3rver = require(config.s3rverModule);
-const server = new S3rver({
-  directory: config.directory,
-  address: config.address,
-  port: config.port,
-  silent: true,
-  resetOnClose: false,
-  configureBuckets: config.buckets.map((name) => ({ name, configs: [] })),
-});
-// Listen errors (EADDRINUSE...) arrive as unhandled 'error' events; report
-// them as one line the parent can quote.
-function fail(err) {
-  process.stderr.write(String((err && err.message) || err) + '\\n');
-  process.exit(1);
-}
-process.on('uncaughtException', fail);
-let stopping = false;
-function shutdown() {
-  if (stopping) return;
-  stopping = true;
-  const httpServer = server.httpServer;
-  if (!httpServer) process.exit(0);
-  httpServer.close(() => process.exit(0));
-  httpServer.closeIdleConnections();
-  // In-flight requests get a short grace period, then we leave regardless.
-  setTimeout(() => process.exit(0), 2000).unref();
-}
-process.on('SIGTERM', shutdown);
-process.on('SIGINT', shutdown);
-process.on('disconnect', shutdown);
-server.run().then((address) => process.send({ type: 'listening', port: address.port }), fail);
-`;
 
 const STDERR_TAIL_BYTES = 4096;
 
@@ -101,7 +64,7 @@ export async function startEmbeddedS3(options: EmbeddedS3Options): Promise<Embed
   // runners, coverage) stay out of it. s3rver encrypts its ListObjectsV2
   // continuation tokens with DES, which OpenSSL 3 only offers in its legacy provider.
   const { NODE_OPTIONS: _parentNodeOptions, ...env } = process.env;
-  const child = spawn(process.execPath, ['--openssl-legacy-provider', '-e', CHILD_PROGRAM], {
+  const child = spawn(process.execPath, ['--openssl-legacy-provider', '-e', S3RVER_CHILD_PROGRAM], {
     env: { ...env, S3CRYPTFS_S3RVER_CONFIG: JSON.stringify(config) },
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
   });
