@@ -278,14 +278,19 @@ export class ObjectStore {
 
   // ---- writing ----------------------------------------------------------
 
-  /** ifNoneMatch '*' makes the write fail with PreconditionFailed if the key exists (AWS; s3rver ignores it). */
+  /**
+   * ifNoneMatch '*' makes the write fail with PreconditionFailed if the key exists. AWS and the
+   * embedded server honour it; some S3-compatible servers (plain s3rver among them) ignore it.
+   */
   async put(
     bucket: string,
     key: string,
-    body: Buffer,
+    data: Buffer | Uint8Array | string,
     opts: { metadata?: Record<string, string>; contentType?: string; ifNoneMatch?: '*' } = {},
   ): Promise<{ etag: string }> {
     const ctx: StoreErrorContext = { op: 'PutObject', bucket, key };
+    // ContentLength must be the byte count, which for a string is not .length.
+    const body = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
     const out = await this.call(ctx, (o) =>
       this.client.send(
         new PutObjectCommand({
@@ -497,7 +502,8 @@ export class ObjectStore {
 
   /**
    * Idempotent: an upload that no longer exists counts as aborted (a retried abort
-   * sees NoSuchUpload). s3rver does not implement abort: NotImplemented.
+   * sees NoSuchUpload). Plain s3rver answers 405, mapped to NotImplemented; the embedded
+   * server adds abort.
    */
   async abortMultipart(bucket: string, key: string, uploadId: string): Promise<void> {
     try {
@@ -510,7 +516,7 @@ export class ObjectStore {
     }
   }
 
-  /** All in-progress uploads (follows pagination). s3rver: NotImplemented. */
+  /** All in-progress uploads (follows pagination). s3rver (even embedded): NotImplemented. */
   async listMultipartUploads(bucket: string, prefix?: string): Promise<MultipartUploadInfo[]> {
     const uploads: MultipartUploadInfo[] = [];
     let keyMarker: string | undefined;
