@@ -117,7 +117,7 @@ t.test('requests carry the headers S3-compatible servers expect', async (t) => {
   await store.deleteMany(bucket, ['hdr/a', 'hdr/b']);
 
   const [putA, putB, deleteObjects] = proxy.seen;
-  t.equal(putA.headers['if-none-match'], '*', 'conditional create is sent (s3rver ignores it)');
+  t.equal(putA.headers['if-none-match'], '*', 'conditional create is sent as If-None-Match');
   t.notOk('x-amz-checksum-crc32' in putB.headers, 'no flexible checksum on plain puts');
   t.equal(deleteObjects.method, 'POST');
   t.match(deleteObjects.url, /\?delete/);

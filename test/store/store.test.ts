@@ -88,6 +88,15 @@ t.test('getStream streams whole objects and byte ranges', async (t) => {
   });
 });
 
+t.test('put accepts strings and Uint8Arrays', async (t) => {
+  const text = 'héllo wörld';
+  await store.put(bucket, 'text', text);
+  t.equal((await store.getObject(bucket, 'text')).body.toString('utf8'), text, 'multi-byte characters intact');
+  const bytes = new Uint8Array([1, 2, 3, 4, 5]).subarray(1, 4);
+  await store.put(bucket, 'u8', bytes);
+  t.same([...(await store.getObject(bucket, 'u8')).body], [2, 3, 4], 'a subarray view uploads only its bytes');
+});
+
 t.test('empty objects', async (t) => {
   await store.put(bucket, 'empty', Buffer.alloc(0));
   const got = await store.getObject(bucket, 'empty');
@@ -188,4 +197,24 @@ t.test('stats count requests and bytes', async (t) => {
   t.ok(store.stats.bytesReceived - before.bytesReceived >= 100);
   t.equal(store.stats.requests.PutObject - (before.requests.PutObject ?? 0), 1);
   t.equal(store.stats.retries, before.retries, 'no retries against a healthy server');
+});
+
+t.test('ifNoneMatch "*" creates only if the key is free', async (t) => {
+  const first = await store.put(bucket, 'create-only', Buffer.from('first'), { ifNoneMatch: '*' });
+  t.match(first.etag, /^".+"$/);
+  await t.rejects(store.put(bucket, 'create-only', Buffer.from('second'), { ifNoneMatch: '*' }), {
+    code: 'PreconditionFailed',
+    status: 412,
+  });
+  t.equal((await store.getObject(bucket, 'create-only')).body.toString(), 'first', 'not overwritten');
+
+  const racers = await Promise.allSettled(
+    Array.from({ length: 8 }, (_, i) => store.put(bucket, 'create-race', Buffer.from(`racer ${i}`), { ifNoneMatch: '*' })),
+  );
+  const winners = racers.filter((r) => r.status === 'fulfilled');
+  t.equal(winners.length, 1, 'exactly one concurrent create wins');
+  t.ok(
+    racers.every((r) => r.status === 'fulfilled' || (r.reason as { code?: string }).code === 'PreconditionFailed'),
+    'the others fail with PreconditionFailed',
+  );
 });
