@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+// s3cryptfs launcher. Runs the compiled CLI (dist/, from `npm run build`) when present; otherwise, in
+// a checkout after `npm ci`, runs the TypeScript sources through tsx. S3CRYPTFS_FROM_SOURCE=1 forces
+// the sources (used by the tests so they never exercise a stale build).
+import { existsSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const compiled = new URL('../dist/src/cli/main.js', import.meta.url);
+const source = new URL('../src/cli/main.ts', import.meta.url);
+
+async function load() {
+  if (process.env.S3CRYPTFS_FROM_SOURCE !== '1' && existsSync(compiled)) return import(compiled.href);
+  if (existsSync(source)) {
+    let register;
+    try {
+      ({ register } = await import('tsx/esm/api'));
+    } catch {
+      process.stderr.write(`s3cryptfs: not built: run "npm ci && npm run build" in ${root}\n`);
+      process.exit(1);
+    }
+    register();
+    return import(pathToFileURL(fileURLToPath(source)).href);
+  }
+  process.stderr.write(`s3cryptfs: installation is incomplete (no dist/src/cli/main.js in ${root})\n`);
+  process.exit(1);
+}
+
+const cli = await load();
+await cli.main();

@@ -1,0 +1,23 @@
+/** Every command, in the order `--help` lists them. */
+import { catCommand } from './cat.js';
+import type { CliCommand } from './command.js';
+import { getCommand } from './get.js';
+import { initCommand } from './init.js';
+import { keygenCommand } from './keygen.js';
+import { lsCommand } from './ls.js';
+import { putCommand } from './put.js';
+import { rmCommand } from './rm.js';
+import { statCommand } from './stat.js';
+import { verifyCommand } from './verify.js';
+
+export const COMMANDS: CliCommand[] = [
+  keygenCommand,
+  initCommand,
+  putCommand,
+  getCommand,
+  catCommand,
+  lsCommand,
+  rmCommand,
+  statCommand,
+  verifyCommand,
+];
