@@ -1,6 +1,7 @@
 /** Every command, in the order `--help` lists them. */
 import { catCommand } from './cat.js';
 import type { CliCommand } from './command.js';
+import { demoCommand } from './demo.js';
 import { getCommand } from './get.js';
 import { initCommand } from './init.js';
 import { keygenCommand } from './keygen.js';
@@ -20,4 +21,5 @@ export const COMMANDS: CliCommand[] = [
   rmCommand,
   statCommand,
   verifyCommand,
+  demoCommand,
 ];

@@ -19,12 +19,20 @@ import { packageVersion } from './version.js';
 export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   let exitCode: number = ExitCode.OK;
   let runtime: Runtime | undefined;
+  // The AWS SDK's Node-version notice would break the one-line-on-stderr contract.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
+  const unknown = unknownCommand(argv);
+  if (unknown !== undefined) {
+    // Checked before yargs, which would print the general help for `s3cryptfs bogus --help`.
+    return reportError(new CliError(ExitCode.USAGE, `unknown command "${unknown}" (see s3cryptfs --help)`), env);
+  }
 
   const parser = yargs(argv.map((a) => (a === '-' ? STDIO : a)))
     .scriptName('s3cryptfs')
     .usage('$0 <command> [options]\n\nClient-side encrypted access to an S3 bucket: the storage provider only ever sees ciphertext.')
     .options(GLOBAL_OPTIONS)
-    .demandCommand(1, 'no command given (try s3cryptfs --help)')
+    .demandCommand(1, 'no command given')
     .strict()
     .recommendCommands()
     .exitProcess(false)
@@ -63,6 +71,26 @@ export function reportError(err: unknown, env: NodeJS.ProcessEnv = process.env):
   process.stderr.write(`s3cryptfs: ${message}\n`);
   if (isDebug(env) && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
   return exitCode;
+}
+
+/** The first positional argument when it is not a command name; undefined otherwise. */
+export function unknownCommand(argv: string[]): string | undefined {
+  const names = new Set(COMMANDS.map((c) => c.command.split(' ')[0]));
+  const takesValue = new Set(
+    Object.entries(GLOBAL_OPTIONS)
+      .filter(([, o]) => o.type === 'string' || o.type === 'number')
+      .flatMap(([name, o]) => [`--${name}`, ...[o.alias ?? []].flat().map((a) => (a.length === 1 ? `-${a}` : `--${a}`))]),
+  );
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--') return argv[i + 1] !== undefined && !names.has(argv[i + 1]) ? argv[i + 1] : undefined;
+    if (a.startsWith('-') && a !== '-') {
+      if (takesValue.has(a)) i++;
+      continue;
+    }
+    return names.has(a) ? undefined : a;
+  }
+  return undefined;
 }
 
 function epilogue(): string {

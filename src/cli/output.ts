@@ -8,7 +8,8 @@ export function humanSize(bytes: number): string {
     v /= 1024;
     i++;
   }
-  return i === 0 ? `${bytes} B` : `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+  if (i === 0) return `${bytes} B`;
+  return `${Number.isInteger(v) ? v : v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
 }
 
 export function formatDate(d: Date): string {

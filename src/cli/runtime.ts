@@ -59,8 +59,6 @@ export class Runtime {
     const profile = this.setting<string>('profile');
     // The SDK's default credential chain reads AWS_PROFILE when it resolves credentials.
     if (profile !== undefined) process.env.AWS_PROFILE = profile;
-    // The SDK's Node-version notice would break the one-line-on-stderr contract.
-    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     this.storeInstance = new ObjectStore({
       endpoint,
       region: this.setting<string>('region'),
