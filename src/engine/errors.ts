@@ -9,6 +9,7 @@ export type EngineErrorCode =
   | 'NAME_TOO_LONG'       // segment or whole key over the limits
   | 'OBJECT_CHANGED'      // the object was replaced while it was being read
   | 'ABORTED'             // writer aborted or its signal fired
+  | 'TOO_LARGE'           // more data than 10,000 parts of partSize hold
   | 'CLOSED';             // use after close()
 
 export class EngineError extends Error {

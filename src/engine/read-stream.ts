@@ -21,27 +21,28 @@ export interface ReadStreamOptions {
   end?: number;
 }
 
+/** Buffered on each side of the decoder, so the network and decryption overlap. */
+const STREAM_BUFFER = 256 * 1024;
+
 export function openReadStream(ctx: EngineContext, path: string, key: string, opts: ReadStreamOptions = {}): Readable {
   const ranged = (opts.start ?? 0) > 0 || opts.end !== undefined;
   const cancel = new AbortController();
-  const out = new Transform({
-    transform(chunk: Buffer, _enc, cb) { cb(null, chunk); },
-  });
-  out.once('close', () => cancel.abort());
-  const run = ranged ? streamRange(ctx, path, key, opts, out, cancel.signal) : streamWhole(ctx, path, key, out, cancel.signal);
-  run.catch((err: unknown) => out.destroy(err as Error));
-  return out;
+  const decoder = new ChunkDecoder(ctx, path);
+  decoder.once('close', () => cancel.abort());
+  const run = ranged ? streamRange(ctx, path, key, opts, decoder, cancel.signal) : streamWhole(ctx, path, key, decoder, cancel.signal);
+  run.catch((err: unknown) => decoder.destroy(err as Error));
+  return decoder;
 }
 
-async function streamWhole(ctx: EngineContext, path: string, key: string, out: Transform, signal: AbortSignal): Promise<void> {
+async function streamWhole(ctx: EngineContext, path: string, key: string, decoder: ChunkDecoder, signal: AbortSignal): Promise<void> {
   const { stream, info } = await getStream(ctx, path, key, { signal });
   const size = checkedSize(ctx, path, info.size);
-  const decoder = new ChunkDecoder(ctx, path, null, 0, chunkCount(size, ctx.config.chunkSize) - 1, size, 0, size, true);
-  await pipeline(stream, decoder, out);
+  decoder.begin({ cipher: null, first: 0, last: chunkCount(size, ctx.config.chunkSize) - 1, size, start: 0, end: size });
+  await pipeline(stream, decoder);
 }
 
 async function streamRange(
-  ctx: EngineContext, path: string, key: string, opts: ReadStreamOptions, out: Transform, signal: AbortSignal,
+  ctx: EngineContext, path: string, key: string, opts: ReadStreamOptions, decoder: ChunkDecoder, signal: AbortSignal,
 ): Promise<void> {
   const info = await ctx.store.head(ctx.bucket, key);
   if (!info) throw new EngineError('NOT_FOUND', `no such file: "${path}"`);
@@ -50,14 +51,14 @@ async function streamRange(
   const end = Math.min(size, opts.end ?? size);
   const span = chunksForRange(start, end, size, ctx.config.chunkSize);
   if (!span) {
-    out.end();
+    decoder.end();
     return;
   }
-  const fetcher = new ChunkFetcher(ctx, path, key, info.etag, size);
-  const cipher = await fetcher.cipher();
+  const cipher = await new ChunkFetcher(ctx, path, key, info.etag, size).cipher();
   const range = ciphertextRangeOfChunks(span, size, ctx.config.chunkSize);
   const { stream } = await getStream(ctx, path, key, { start: range.start, endExclusive: range.endExclusive, ifMatch: info.etag, signal });
-  await pipeline(stream, new ChunkDecoder(ctx, path, cipher, span.first, span.last, size, start, end, false), out);
+  decoder.begin({ cipher, first: span.first, last: span.last, size, start, end });
+  await pipeline(stream, decoder);
 }
 
 async function getStream(ctx: EngineContext, path: string, key: string, opts: Parameters<EngineContext['store']['getStream']>[2]) {
@@ -74,28 +75,40 @@ function checkedSize(ctx: EngineContext, path: string, cipherSize: number): numb
   return size;
 }
 
+interface DecodePlan {
+  /** null: the stream starts with the object header. */
+  cipher: ObjectCipher | null;
+  first: number;
+  last: number;
+  /** Plaintext size of the object. */
+  size: number;
+  /** Plaintext range to emit, end exclusive. */
+  start: number;
+  end: number;
+}
+
 /** Ciphertext in, plaintext of [start, end) out; every chunk authenticated at its index. */
 class ChunkDecoder extends Transform {
   private readonly queue = new ByteQueue();
-  private index: number;
-  private readonly chunkTotal: number;
+  private plan: DecodePlan = { cipher: null, first: 0, last: -1, size: 0, start: 0, end: 0 };
+  private cipher: ObjectCipher | null = null;
+  private headerInStream = false;
+  private index = 0;
+  private chunkTotal = 0;
   private readonly chunkSize: number;
 
-  constructor(
-    private readonly ctx: EngineContext,
-    private readonly path: string,
-    private cipher: ObjectCipher | null,
-    first: number,
-    private readonly last: number,
-    private readonly size: number,
-    private readonly rangeStart: number,
-    private readonly rangeEnd: number,
-    private readonly headerInStream: boolean,
-  ) {
-    super();
-    this.index = first;
+  constructor(private readonly ctx: EngineContext, private readonly path: string) {
+    super({ readableHighWaterMark: STREAM_BUFFER, writableHighWaterMark: STREAM_BUFFER });
     this.chunkSize = ctx.config.chunkSize;
-    this.chunkTotal = chunkCount(size, this.chunkSize);
+  }
+
+  /** Sets what the coming ciphertext is; called once, before any data is written. */
+  begin(plan: DecodePlan): void {
+    this.plan = plan;
+    this.cipher = plan.cipher;
+    this.headerInStream = plan.cipher === null;
+    this.index = plan.first;
+    this.chunkTotal = chunkCount(plan.size, this.chunkSize);
   }
 
   override _transform(data: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -109,18 +122,19 @@ class ChunkDecoder extends Transform {
           throw new IntegrityError('BAD_CHUNK_SIZE', `"${this.path}" has chunk size ${this.cipher.chunkSize}, the bucket uses ${this.chunkSize}`);
         }
       }
-      while (this.index <= this.last) {
-        const sealedLen = chunkPlainLength(this.index, this.size, this.chunkSize) + TAG_SIZE;
+      const { last, size, start, end } = this.plan;
+      while (this.index <= last) {
+        const sealedLen = chunkPlainLength(this.index, size, this.chunkSize) + TAG_SIZE;
         if (this.queue.length < sealedLen) break;
         const plain = this.cipher.openChunk(this.index, this.chunkTotal, this.queue.take(sealedLen));
         this.ctx.stats.bytesDecrypted += plain.length;
         const chunkStart = this.index * this.chunkSize;
-        const from = Math.max(this.rangeStart, chunkStart) - chunkStart;
-        const to = Math.min(this.rangeEnd, chunkStart + plain.length) - chunkStart;
+        const from = Math.max(start, chunkStart) - chunkStart;
+        const to = Math.min(end, chunkStart + plain.length) - chunkStart;
         if (to > from) this.push(from === 0 && to === plain.length ? plain : plain.subarray(from, to));
         this.index++;
       }
-      if (this.index > this.last && this.queue.length > 0) throw new IntegrityError('EXTENDED', `"${this.path}" has data after its last chunk`);
+      if (this.index > last && this.queue.length > 0) throw new IntegrityError('EXTENDED', `"${this.path}" has data after its last chunk`);
       cb();
     } catch (err) {
       cb(err as Error);
@@ -128,7 +142,7 @@ class ChunkDecoder extends Transform {
   }
 
   override _flush(cb: TransformCallback): void {
-    if (this.index <= this.last || (this.headerInStream && !this.cipher)) {
+    if (this.index <= this.plan.last || (this.headerInStream && !this.cipher)) {
       cb(new IntegrityError('TRUNCATED', `"${this.path}" ended early (stream stopped before chunk ${this.index})`, this.index));
       return;
     }

@@ -14,14 +14,19 @@ import type { ObjectWriter, WriteOptions } from './types.js';
 /** Plaintext is fed to the sealer in slices this big, so one huge write() cannot balloon memory. */
 const SEAL_SLICE = 1024 * 1024;
 const CONTENT_TYPE = 'application/octet-stream';
+/** S3's limit on parts per multipart upload. */
+const MAX_PARTS = 10_000;
 
 type State = 'open' | 'closing' | 'closed' | 'failed';
 
 export class EngineWriter implements ObjectWriter {
   private readonly sealer: ObjectSealer;
   private readonly metadata: Record<string, string> | undefined;
-  private pieces: Buffer[] = [];
-  private pendingBytes = 0;
+  /** The part being filled, and how much of it is. */
+  private part: Buffer | null = null;
+  private filled = 0;
+  /** Part buffers whose upload finished, for reuse (at most uploadConcurrency + 1 exist at once). */
+  private readonly spare: Buffer[] = [];
   private uploadId: string | null = null;
   private creating: Promise<string> | null = null;
   private nextPart = 1;
@@ -62,13 +67,13 @@ export class EngineWriter implements ObjectWriter {
     await this.throwIfFailed();
     this.state = 'closing';
     try {
-      for (const piece of this.sealer.finish()) this.take(piece);
+      await this.take(this.sealer.finish());
       let etag: string;
-      if (this.uploadId === null && this.pendingBytes <= this.ctx.partSize) {
+      if (this.uploadId === null) {
         etag = await this.putSingle();
       } else {
-        while (this.pendingBytes > this.ctx.partSize) await this.uploadPart(this.cut(this.ctx.partSize));
-        await this.uploadPart(this.cut(this.pendingBytes));
+        await this.uploadPart(this.part!.subarray(0, this.filled), this.part!);
+        this.part = null;
         await Promise.all(this.inflight);
         await this.throwIfFailed();
         const parts = [...this.parts].sort((x, y) => x.partNumber - y.partNumber);
@@ -93,42 +98,48 @@ export class EngineWriter implements ObjectWriter {
   private async doWrite(data: Uint8Array): Promise<void> {
     if (this.state !== 'open' && this.state !== 'failed') throw new EngineError('CLOSED', `writer for "${this.path}" is closed`);
     await this.throwIfFailed();
-    for (let pos = 0; pos < data.length; pos += SEAL_SLICE) {
-      const slice = data.subarray(pos, Math.min(data.length, pos + SEAL_SLICE));
-      for (const piece of this.sealer.push(slice)) this.take(piece);
-      this.bytesWritten += slice.length;
-      this.ctx.stats.bytesEncrypted += slice.length;
-      // Cut a part only once more data follows it: an object of exactly one part stays a single PUT.
-      while (this.pendingBytes > this.ctx.partSize) await this.uploadPart(this.cut(this.ctx.partSize));
+    try {
+      for (let pos = 0; pos < data.length; pos += SEAL_SLICE) {
+        const slice = data.subarray(pos, Math.min(data.length, pos + SEAL_SLICE));
+        const sealed = this.sealer.push(slice);
+        this.bytesWritten += slice.length;
+        this.ctx.stats.bytesEncrypted += slice.length;
+        await this.take(sealed);
+        await this.throwIfFailed();
+      }
+    } catch (err) {
+      // A write that stopped half-way leaves the object unusable: abort it.
+      this.fail(err);
       await this.throwIfFailed();
+      throw err;
     }
   }
 
-  private take(piece: Buffer): void {
-    this.pieces.push(piece);
-    this.pendingBytes += piece.length;
-  }
-
-  /** Removes the first n pending ciphertext bytes as one buffer. */
-  private cut(n: number): Buffer {
-    const out = Buffer.allocUnsafe(n);
-    let filled = 0;
-    let i = 0;
-    while (filled < n) {
-      const piece = this.pieces[i];
-      const use = Math.min(piece.length, n - filled);
-      piece.copy(out, filled, 0, use);
-      filled += use;
-      if (use === piece.length) i++;
-      else this.pieces[i] = piece.subarray(use);
+  /**
+   * Copies ciphertext into the current part. A full part is sent only once more data follows it,
+   * so an object of exactly one part stays a single PUT.
+   */
+  private async take(pieces: Buffer[]): Promise<void> {
+    const partSize = this.ctx.partSize;
+    for (const piece of pieces) {
+      let pos = 0;
+      while (pos < piece.length) {
+        if (this.part && this.filled === partSize) {
+          const full = this.part;
+          this.part = null;
+          this.filled = 0;
+          await this.uploadPart(full, full);
+        }
+        this.part ??= this.spare.pop() ?? Buffer.allocUnsafe(partSize);
+        const n = piece.copy(this.part, this.filled, pos);
+        this.filled += n;
+        pos += n;
+      }
     }
-    this.pieces = this.pieces.slice(i);
-    this.pendingBytes -= n;
-    return out;
   }
 
   private async putSingle(): Promise<string> {
-    const body = this.cut(this.pendingBytes);
+    const body = this.part!.subarray(0, this.filled);
     const { etag } = await this.ctx.store.put(this.ctx.bucket, this.key, body, { metadata: this.metadata, contentType: CONTENT_TYPE });
     this.ctx.stats.singlePutUploads++;
     this.ctx.stats.bytesUploaded += body.length;
@@ -136,7 +147,7 @@ export class EngineWriter implements ObjectWriter {
   }
 
   /** Starts uploading one part; waits first while uploadConcurrency parts are in flight. */
-  private async uploadPart(body: Buffer): Promise<void> {
+  private async uploadPart(body: Buffer, buffer: Buffer): Promise<void> {
     const { store, bucket, stats } = this.ctx;
     if (this.uploadId === null) {
       this.creating ??= store.createMultipart(bucket, this.key, { metadata: this.metadata, contentType: CONTENT_TYPE });
@@ -145,6 +156,10 @@ export class EngineWriter implements ObjectWriter {
     }
     while (this.inflight.size >= this.ctx.uploadConcurrency) await Promise.race(this.inflight);
     await this.throwIfFailed();
+    if (this.nextPart > MAX_PARTS) {
+      const limit = (MAX_PARTS * this.ctx.partSize) / 1024 ** 3;
+      throw new EngineError('TOO_LARGE', `"${this.path}" is larger than ${MAX_PARTS} parts of ${this.ctx.partSize} bytes (${limit.toFixed(0)} GiB): use a larger part size`);
+    }
     const partNumber = this.nextPart++;
     const uploadId = this.uploadId;
     const upload = (async () => {
@@ -154,6 +169,7 @@ export class EngineWriter implements ObjectWriter {
         this.parts.push({ partNumber, etag });
         stats.partsUploaded++;
         stats.bytesUploaded += body.length;
+        this.spare.push(buffer);
       } catch (err) {
         this.fail(err);
       } finally {
@@ -171,8 +187,8 @@ export class EngineWriter implements ObjectWriter {
     this.state = 'failed';
     this.detachSignal();
     this.cancel.abort(err);
-    this.pieces = [];
-    this.pendingBytes = 0;
+    this.part = null;
+    this.spare.length = 0;
     this.cleanup = this.abortUpload();
   }
 

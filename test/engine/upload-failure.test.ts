@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 
 import { Engine } from '../../src/engine/index.js';
@@ -46,7 +46,7 @@ class ScriptedStore extends ObjectStore {
   }
 }
 
-async function setup(t: Tap.Test) {
+async function setup(t: Test) {
   const s3 = await withS3(t);
   const store = new ScriptedStore({ endpoint: s3.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
   t.teardown(() => store.destroy());
@@ -65,8 +65,6 @@ async function setup(t: Tap.Test) {
   };
   return { ...s3, store, engine, nothingLeft };
 }
-
-declare namespace Tap { type Test = Parameters<Parameters<typeof t.test>[1]>[0] }
 
 t.test('a failing part upload rejects close() and aborts the upload', async (t) => {
   const { engine, store, nothingLeft } = await setup(t);
