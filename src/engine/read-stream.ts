@@ -36,7 +36,13 @@ export function openReadStream(ctx: EngineContext, path: string, key: string, op
 
 async function streamWhole(ctx: EngineContext, path: string, key: string, decoder: ChunkDecoder, signal: AbortSignal): Promise<void> {
   const { stream, info } = await getStream(ctx, path, key, { signal });
-  const size = checkedSize(ctx, path, info.size);
+  let size: number;
+  try {
+    size = checkedSize(ctx, path, info.size);
+  } catch (err) {
+    stream.destroy();
+    throw err;
+  }
   decoder.begin({ cipher: null, first: 0, last: chunkCount(size, ctx.config.chunkSize) - 1, size, start: 0, end: size });
   await pipeline(stream, decoder);
 }
@@ -95,6 +101,7 @@ class ChunkDecoder extends Transform {
   private headerInStream = false;
   private index = 0;
   private chunkTotal = 0;
+  private scratch: Buffer | null = null;
   private readonly chunkSize: number;
 
   constructor(private readonly ctx: EngineContext, private readonly path: string) {
@@ -126,7 +133,9 @@ class ChunkDecoder extends Transform {
       while (this.index <= last) {
         const sealedLen = chunkPlainLength(this.index, size, this.chunkSize) + TAG_SIZE;
         if (this.queue.length < sealedLen) break;
-        const plain = this.cipher.openChunk(this.index, this.chunkTotal, this.queue.take(sealedLen));
+        // openChunk returns fresh plaintext and keeps no reference to its input: one scratch buffer will do.
+        this.scratch ??= Buffer.allocUnsafe(this.chunkSize + TAG_SIZE);
+        const plain = this.cipher.openChunk(this.index, this.chunkTotal, this.queue.take(sealedLen, this.scratch));
         this.ctx.stats.bytesDecrypted += plain.length;
         const chunkStart = this.index * this.chunkSize;
         const from = Math.max(start, chunkStart) - chunkStart;
@@ -162,7 +171,11 @@ class ByteQueue {
     this.length += b.length;
   }
 
-  take(n: number): Buffer {
+  /**
+   * Removes the next n bytes. When they span pieces they are copied into `scratch` (if big enough),
+   * so the result is only valid until the next take with the same scratch buffer.
+   */
+  take(n: number, scratch?: Buffer): Buffer {
     const first = this.pieces[this.head];
     let out: Buffer;
     if (first.length >= n) {
@@ -170,7 +183,7 @@ class ByteQueue {
       if (first.length === n) this.head++;
       else this.pieces[this.head] = first.subarray(n);
     } else {
-      out = Buffer.allocUnsafe(n);
+      out = scratch && scratch.length >= n ? scratch.subarray(0, n) : Buffer.allocUnsafe(n);
       let filled = 0;
       while (filled < n) {
         const piece = this.pieces[this.head];

@@ -91,3 +91,21 @@ t.test('invalid paths and missing objects', async (t) => {
   await t.rejects(engine.getBuffer('nope'), { code: 'NOT_FOUND' });
   await t.rejects(collect(engine.readStream('nope', { start: 5 })), { code: 'NOT_FOUND' });
 });
+
+t.test('a read stream abandoned half-way does not wedge the engine', async (t) => {
+  const { engine } = await setupEngine(t);
+  const data = randomBytes(4 * MiB);
+  await engine.putBuffer('big.bin', data);
+  for (let i = 0; i < 3; i++) {
+    const stream = engine.readStream('big.bin');
+    let got = 0;
+    for await (const piece of stream) {
+      got += (piece as Buffer).length;
+      if (got > MiB) break;
+    }
+    t.ok(stream.destroyed, `stream ${i} destroyed`);
+  }
+  const early = engine.readStream('big.bin');
+  early.destroy();
+  t.ok((await engine.getBuffer('big.bin')).equals(data), 'later reads still work');
+});

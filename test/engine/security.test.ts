@@ -107,6 +107,8 @@ t.test('tampered objects are refused', async (t) => {
   // impossible size: stat throws, listing skips with a warning
   await store.put(bucket, key, original.subarray(0, original.length - 110)); // last chunk shorter than a tag
   await t.rejects(engine.stat('t.bin'), { name: 'IntegrityError', code: 'INVALID_SIZE' });
+  await t.rejects(engine.getBuffer('t.bin'), { name: 'IntegrityError', code: 'INVALID_SIZE' });
+  await t.rejects(engine.openReader('t.bin'), { name: 'IntegrityError', code: 'INVALID_SIZE' });
   const warnings: EngineWarning[] = [];
   const page = await engine.list('', { onWarning: (w) => warnings.push(w) });
   t.same(page.files, [], 'skipped');
