@@ -6,6 +6,7 @@ import { getCommand } from './get.js';
 import { initCommand } from './init.js';
 import { keygenCommand } from './keygen.js';
 import { lsCommand } from './ls.js';
+import { mountCommand } from './mount.js';
 import { putCommand } from './put.js';
 import { rmCommand } from './rm.js';
 import { statCommand } from './stat.js';
@@ -21,5 +22,6 @@ export const COMMANDS: CliCommand[] = [
   rmCommand,
   statCommand,
   verifyCommand,
+  mountCommand,
   demoCommand,
 ];

@@ -482,6 +482,18 @@ export class EncryptedFileSystem {
     }
   }
 
+  /** Gives up on every file open for writing: its pending changes are discarded, nothing is uploaded. */
+  async abortWrites(): Promise<string[]> {
+    const files = new Set<OpenFile>();
+    for (const h of this.handles.values()) if (h.writable && !h.file.unlinked) files.add(h.file);
+    for (const file of files) {
+      if (this.openFiles.get(file.path) === file) this.openFiles.delete(file.path);
+      await file.markUnlinked();
+      this.cache.invalidate(file.path);
+    }
+    return [...files].map((f) => f.path);
+  }
+
   /** Uploads what is pending, then frees every handle and the spool directory. */
   async close(): Promise<{ path: string; error: unknown }[]> {
     if (this.closed) return [];
