@@ -49,7 +49,7 @@ function cmac(key: Buffer, msg: Buffer): Buffer {
   const padded = complete ? Buffer.from(msg) : Buffer.concat([msg, Buffer.from([0x80]), Buffer.alloc(15 - (msg.length % 16))]);
   const lastAt = padded.length - 16;
   xor(padded.subarray(lastAt), complete ? k1 : k2).copy(padded, lastAt);
-  let x = Buffer.alloc(16);
+  let x: Buffer = Buffer.alloc(16);
   for (let i = 0; i < padded.length; i += 16) x = aesBlock(key, xor(x, padded.subarray(i, i + 16)));
   return x;
 }
