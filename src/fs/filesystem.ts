@@ -395,7 +395,7 @@ export class EncryptedFileSystem {
         await this.renameDir(from, to, dst !== null);
       } else {
         if (dst && dst.type === 'dir') throw new FsError('EISDIR');
-        await this.renameFile(from, to, src);
+        await this.renameFile(from, to, src, dst);
       }
       await this.keepParent(parentOf(from));
     });
@@ -768,10 +768,20 @@ export class EncryptedFileSystem {
     return page.files.length === 0 && page.dirs.length === 0 && !page.nextToken;
   }
 
-  private async renameFile(from: string, to: string, src: NodeInfo): Promise<void> {
+  private async renameFile(from: string, to: string, src: NodeInfo, dst: NodeInfo | null): Promise<void> {
     const file = this.openFiles.get(from);
     if (file?.dirty) await this.commit(file, () => file.flush());
-    const { etag } = await this.engine.copy(from, to);
+    const replacedEtag = dst ? dst.etag ?? (await this.engine.stat(to))?.etag : undefined;
+    let { etag } = await this.engine.copy(from, to);
+    if (replacedEtag !== undefined && etag === replacedEtag) {
+      // The server kept the replaced object's ETag for the new content (s3rver does this for a
+      // CopyObject onto an existing key). Every object has its own random data key, so equal ETags
+      // mean equal ciphertext only when the destination was a server-side copy of the source, and
+      // then copying once more is harmless: replace the destination from scratch so that versions
+      // (and the chunk cache, which is keyed by ETag) stay distinct.
+      await this.engine.delete(to);
+      ({ etag } = await this.engine.copy(from, to));
+    }
     await this.engine.delete(from);
     const replaced = this.openFiles.get(to);
     if (replaced) {

@@ -178,6 +178,7 @@ t.test('rename: files over existing files, non-empty directories', async (t) => 
   const { fs, another } = await setupFs(t);
   await writeFile(fs, '/a', Buffer.from('AAA'));
   await writeFile(fs, '/b', Buffer.from('BBBBB'));
+  t.equal((await readFile(fs, '/b')).toString(), 'BBBBB', 'read before, so its chunks are cached');
   await fs.chmod('/a', 0o640);
   await fs.rename('/a', '/b');
   t.equal(await errnoOf(fs.getattr('/a')), 'ENOENT');
