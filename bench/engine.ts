@@ -5,6 +5,8 @@
  * in a child process. Reports MB/s, CPU seconds of this process per GiB and peak RSS per phase.
  *
  *   npm run bench:engine -- [--size MiB] [--part MiB] [--concurrency N] [--rounds N]
+ *                           [--cipher chacha20-poly1305|aes-256-gcm] [--chunk KiB]
+ * With several rounds the best round per phase is reported (the machine may be shared).
  */
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
@@ -22,7 +24,7 @@ import {
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 
 import { Engine } from '../src/engine/index.js';
-import { deriveKeys, type BucketConfig } from '../src/format/index.js';
+import { deriveKeys, type BucketConfig, type CipherName } from '../src/format/index.js';
 import { startEmbeddedS3 } from '../src/store/embedded-s3.js';
 import { ObjectStore } from '../src/store/store.js';
 
@@ -36,12 +38,16 @@ const { values } = parseArgs({
     part: { type: 'string', default: '8' },
     concurrency: { type: 'string', default: '4' },
     rounds: { type: 'string', default: '1' },
+    cipher: { type: 'string', default: 'chacha20-poly1305' },
+    chunk: { type: 'string', default: '64' },
   },
 });
 const SIZE = Math.round(Number(values.size) * MiB);
 const PART = Math.round(Number(values.part) * MiB);
 const CONCURRENCY = Number(values.concurrency);
 const ROUNDS = Number(values.rounds);
+const CIPHER = values.cipher as CipherName;
+const CHUNK = Math.round(Number(values.chunk) * 1024);
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -139,13 +145,13 @@ async function main(): Promise<void> {
   try {
     const keys = deriveKeys(randomBytes(32));
     const config: BucketConfig = {
-      format: 's3cryptfs', version: 1, cipher: 'chacha20-poly1305', chunkSize: 64 * 1024, names: 'aes-siv', keyIds: [keys.keyId.toString('hex')],
+      format: 's3cryptfs', version: 1, cipher: CIPHER, chunkSize: CHUNK, names: 'aes-siv', keyIds: [keys.keyId.toString('hex')],
     };
     await Engine.init(store, 'bench', 'enc', config);
     const engine = await Engine.open({ store, bucket: 'bench', prefix: 'enc', keys, config, partSize: PART, uploadConcurrency: CONCURRENCY });
     gc();
     baselineRss = process.memoryUsage().rss;
-    process.stderr.write(`s3cryptfs engine bench: ${SIZE / MiB} MiB, part ${PART / MiB} MiB, concurrency ${CONCURRENCY}, ${config.cipher}, node ${process.version}\n`);
+    process.stderr.write(`s3cryptfs engine bench: ${SIZE / MiB} MiB, part ${PART / MiB} MiB, concurrency ${CONCURRENCY}, ${config.cipher}, chunk ${CHUNK / 1024} KiB, node ${process.version}\n`);
 
     const results: Result[] = [];
     for (let round = 0; round < ROUNDS; round++) {
