@@ -14,12 +14,17 @@ export function chunkNonce(index: number): Buffer {
 
 /** Returns ciphertext || 16-byte tag. */
 export function sealChunk(cipher: CipherName, key: Uint8Array, index: number, aad: Uint8Array, plaintext: Uint8Array): Buffer {
+  const [body, tag] = sealChunkParts(cipher, key, index, aad, plaintext);
+  return Buffer.concat([body, tag], body.length + TAG_SIZE);
+}
+
+/** Ciphertext and tag as two buffers, sparing a copy of the chunk on the hot path. */
+export function sealChunkParts(cipher: CipherName, key: Uint8Array, index: number, aad: Uint8Array, plaintext: Uint8Array): [Buffer, Buffer] {
   const c = createCipheriv(cipher, key, chunkNonce(index), { authTagLength: TAG_SIZE } as never);
   (c as unknown as { setAAD(b: Uint8Array, o?: object): void }).setAAD(aad, { plaintextLength: plaintext.length });
   const body = c.update(plaintext);
   c.final();
-  const tag = (c as unknown as { getAuthTag(): Buffer }).getAuthTag();
-  return Buffer.concat([body, tag], body.length + TAG_SIZE);
+  return [body, (c as unknown as { getAuthTag(): Buffer }).getAuthTag()];
 }
 
 /** Returns the plaintext, or null when authentication fails. */

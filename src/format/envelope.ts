@@ -9,7 +9,7 @@ import {
   WRAP_AAD_END, WRAP_NONCE_SIZE, type CipherName, type ObjectHeader,
 } from './header.js';
 import { deriveObjectKeys, type DerivedKeys } from './kdf.js';
-import { openChunk, sealChunk } from './chunk.js';
+import { openChunk, sealChunk, sealChunkParts } from './chunk.js';
 import { IntegrityError } from './errors.js';
 
 const DATA_KEY_SIZE = 32;
@@ -42,6 +42,12 @@ export class ObjectCipher {
   sealChunk(index: number, final: boolean, plaintext: Uint8Array): Buffer {
     if (plaintext.length > this.chunkSize) throw new RangeError('chunk larger than chunk size');
     return sealChunk(this.cipher, this.contentKey, index, final ? this.aadFinal : this.aadMiddle, plaintext);
+  }
+
+  /** Same as sealChunk, as [ciphertext, tag]: the caller concatenates while copying anyway. */
+  sealChunkParts(index: number, final: boolean, plaintext: Uint8Array): [Buffer, Buffer] {
+    if (plaintext.length > this.chunkSize) throw new RangeError('chunk larger than chunk size');
+    return sealChunkParts(this.cipher, this.contentKey, index, final ? this.aadFinal : this.aadMiddle, plaintext);
   }
 
   /** Opens chunk `index` of an object that has `chunkTotal` chunks; throws a classified IntegrityError. */

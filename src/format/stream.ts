@@ -21,7 +21,10 @@ export class ObjectSealer {
     this.pending = Buffer.alloc(objectCipher.chunkSize);
   }
 
-  /** Returns ciphertext ready to send. A full chunk is held back until we know whether it is the final one. */
+  /**
+   * Returns ciphertext ready to send, as pieces (chunk bodies and tags) to be concatenated in order.
+   * A full chunk is held back until we know whether it is the final one.
+   */
   push(data: Uint8Array): Buffer[] {
     if (this.finished) throw new Error('sealer already finished');
     const out = this.takeHeader();
@@ -29,8 +32,14 @@ export class ObjectSealer {
     let pos = 0;
     while (pos < data.length) {
       if (this.pendingLen === size) {
-        out.push(this.objectCipher.sealChunk(this.index++, false, this.pending));
+        out.push(...this.objectCipher.sealChunkParts(this.index++, false, this.pending));
         this.pendingLen = 0;
+      }
+      if (this.pendingLen === 0 && data.length - pos > size) {
+        // More data follows this whole chunk, so it is not final: seal it in place without copying.
+        out.push(...this.objectCipher.sealChunkParts(this.index++, false, data.subarray(pos, pos + size)));
+        pos += size;
+        continue;
       }
       const n = Math.min(size - this.pendingLen, data.length - pos);
       this.pending.set(data.subarray(pos, pos + n), this.pendingLen);
@@ -46,7 +55,7 @@ export class ObjectSealer {
     if (this.finished) throw new Error('sealer already finished');
     this.finished = true;
     const out = this.takeHeader();
-    out.push(this.objectCipher.sealChunk(this.index++, true, this.pending.subarray(0, this.pendingLen)));
+    out.push(...this.objectCipher.sealChunkParts(this.index++, true, this.pending.subarray(0, this.pendingLen)));
     this.pending.fill(0);
     return out;
   }
