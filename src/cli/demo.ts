@@ -73,14 +73,20 @@ export const demoCommand: CliCommand = {
     };
 
     // ---- The hook for the FUSE mount: used as soon as `s3cryptfs mount` exists. ----------------------
-    if (args.mount !== false && mountAvailable()) {
-      const mnt = path.join(dir, 'mnt');
-      await mkdir(mnt, { recursive: true });
-      log(`mounting s3://${BUCKET} at ${rel(mnt)} (Ctrl-C to unmount and stop)`);
-      return await runSelf(['mount', `s3://${BUCKET}`, mnt], env, rt);
+    let why = '';
+    if (args.mount !== false) {
+      if (!mountAvailable()) why = '`s3cryptfs mount` is not available';
+      else if (!existsSync('/dev/fuse')) why = 'FUSE is not usable here (no /dev/fuse)';
+      else {
+        const mnt = path.join(dir, 'mnt');
+        await mkdir(mnt, { recursive: true });
+        log(`mounting s3://${BUCKET} at ${rel(mnt)} (Ctrl-C to unmount and stop)`);
+        const code = await runSelf(['mount', `s3://${BUCKET}`, mnt], env, rt);
+        if (code !== ExitCode.FUSE_UNAVAILABLE || rt.signal.aborted) return code;
+        why = 'the mount failed';
+      }
     }
-
-    log(args.mount === false ? '' : '\n`s3cryptfs mount` is not available yet: running a put/get/ls round trip instead\n');
+    log(why ? `\n${why}: running a put/get/ls round trip instead\n` : '');
     const { keys } = await loadKeys(source, config);
     const engine = await Engine.open({ store, bucket: BUCKET, prefix: '', keys, config });
     await roundTrip(engine, log);
