@@ -14,18 +14,24 @@ import {
   decodePosix, foreignAttributes, encodePosix, msToNs, nowNs, typeBits, PERM_MASK,
   type NodeType, type PosixMeta,
 } from './attrs.js';
-import { MetadataCache, type DirListing } from './cache.js';
+import { MetadataCache, TtlMap, type DirListing } from './cache.js';
 import type { FsEngine } from './engine-port.js';
 import { FsError } from './errno.js';
-import { toFsError } from './errors.js';
+import { isNotFound as isNotFoundError, toFsError } from './errors.js';
 import { HandleTable } from './handles.js';
 import { OpenFile, type CommitResult } from './open-file.js';
 import { baseName, InodeTable, isWithin, join, parentOf, rebase, toRelative } from './paths.js';
 import { SpoolDir } from './spool.js';
 import {
-  DEFAULT_ATTR_TTL_MS, DEFAULT_CACHE_ENTRIES, DEFAULT_DIR_TTL_MS, DEFAULT_NEGATIVE_TTL_MS, DEFAULT_STREAM_BUFFER_BYTES,
+  DEFAULT_ATTR_TTL_MS, DEFAULT_ATTR_WRITEBACK_MS, DEFAULT_CACHE_ENTRIES, DEFAULT_DIR_TTL_MS, DEFAULT_NEGATIVE_TTL_MS, DEFAULT_STREAM_BUFFER_BYTES,
   type DirEntry, type FsOptions, type FsStat, type NodeInfo, type StatFs,
 } from './types.js';
+
+interface PendingMeta {
+  meta: PosixMeta;
+  foreign: Record<string, string>;
+  timer: NodeJS.Timeout;
+}
 
 interface Handle {
   file: OpenFile;
@@ -43,6 +49,11 @@ export const PREFERRED_IO_SIZE = 128 * 1024;
 /** An open() trusts cached attributes this young; older ones are re-read (close-to-open consistency). */
 const OPEN_REVALIDATE_MS = 1000;
 const COPY_CONCURRENCY = 8;
+/**
+ * Lookups in one directory (within the directory TTL) after which the whole directory is listed
+ * once instead of answering each lookup with a HEAD (+ a LIST for names that do not exist).
+ */
+const HOT_DIR_LOOKUPS = 8;
 const O_ACCMODE = 3;
 
 export class EncryptedFileSystem {
@@ -53,6 +64,12 @@ export class EncryptedFileSystem {
   /** Directory attributes changed in this session (directory markers carry no attributes). */
   private readonly dirMeta = new Map<string, PosixMeta>();
   private readonly inflight = new Map<string, Promise<unknown>>();
+  /** Attribute changes of closed files not stored yet (see FsOptions.attrWritebackMs). */
+  private readonly pendingMeta = new Map<string, PendingMeta>();
+  private readonly metaFlushes = new Map<string, Promise<void>>();
+  private readonly attrWritebackMs: number;
+  /** Lookups per directory whose listing is not cached (see HOT_DIR_LOOKUPS). */
+  private readonly dirLookups: TtlMap<number>;
   private readonly mountTimeNs = nowNs();
   private readonly readOnly: boolean;
   private readonly defaultUid: number;
@@ -73,6 +90,8 @@ export class EncryptedFileSystem {
     this.defaultUid = opts.defaultUid ?? (process.getuid ? process.getuid() : 0);
     this.defaultGid = opts.defaultGid ?? (process.getgid ? process.getgid() : 0);
     this.streamBufferBytes = opts.streamBufferBytes ?? DEFAULT_STREAM_BUFFER_BYTES;
+    this.attrWritebackMs = opts.attrWritebackMs ?? DEFAULT_ATTR_WRITEBACK_MS;
+    this.dirLookups = new TtlMap(opts.dirTtlMs ?? DEFAULT_DIR_TTL_MS, 10_000);
     this.cache = new MetadataCache({
       attrTtlMs: opts.attrTtlMs ?? DEFAULT_ATTR_TTL_MS,
       dirTtlMs: opts.dirTtlMs ?? DEFAULT_DIR_TTL_MS,
@@ -159,8 +178,9 @@ export class EncryptedFileSystem {
     return this.op('open', fusePath, async (path) => {
       const writable = (flags & O_ACCMODE) !== fsc.O_RDONLY;
       if (writable && this.readOnly) throw new FsError('EROFS');
-      let file = this.openFiles.get(path);
+      let file = await this.liveFile(path);
       if (!file) {
+        await this.flushMeta(path);
         let node = await this.node(path);
         if (node.type === 'dir') throw new FsError('EISDIR');
         if (node.type === 'symlink') throw new FsError('ELOOP');
@@ -170,7 +190,7 @@ export class EncryptedFileSystem {
           node = fresh;
           if (node.type !== 'file') throw new FsError(node.type === 'dir' ? 'EISDIR' : 'ELOOP');
         }
-        file = this.openFiles.get(path);
+        file = await this.liveFile(path);
         if (!file) {
           file = this.newOpenFile(path, { etag: node.etag!, size: node.size }, node.meta ?? {}, node.foreign ?? {}, false);
           this.openFiles.set(path, file);
@@ -188,7 +208,7 @@ export class EncryptedFileSystem {
       if (this.readOnly) throw new FsError('EROFS');
       if (path === '') throw new FsError('EEXIST');
       await this.requireDir(parentOf(path));
-      let file = this.openFiles.get(path);
+      let file = await this.liveFile(path);
       if (file) {
         if (flags & fsc.O_EXCL) throw new FsError('EEXIST');
         file.refs++;
@@ -243,11 +263,16 @@ export class EncryptedFileSystem {
       const file = h.file;
       file.refs--;
       if (file.refs > 0) return;
-      try {
-        await this.commit(file, () => file.release());
-      } finally {
-        if (file.refs === 0 && this.openFiles.get(file.path) === file) this.openFiles.delete(file.path);
-      }
+      file.closing = true;
+      const done = (async () => {
+        try {
+          await this.commit(file, () => file.release());
+        } finally {
+          if (this.openFiles.get(file.path) === file) this.openFiles.delete(file.path);
+        }
+      })();
+      file.closed = done.then(() => {}, () => {});
+      await done;
     });
   }
 
@@ -255,12 +280,13 @@ export class EncryptedFileSystem {
     return this.op('truncate', fusePath, async (path) => {
       if (this.readOnly) throw new FsError('EROFS');
       if (size < 0) throw new FsError('EINVAL');
-      const existing = this.openFiles.get(path);
+      const existing = await this.liveFile(path);
       if (existing) {
         await existing.truncate(size);
         await this.commit(existing, () => existing.flush());
         return;
       }
+      await this.flushMeta(path);
       const node = await this.node(path);
       if (node.type === 'dir') throw new FsError('EISDIR');
       if (node.type !== 'file') throw new FsError('EINVAL');
@@ -294,7 +320,8 @@ export class EncryptedFileSystem {
       if (this.readOnly) throw new FsError('EROFS');
       const node = await this.node(path);
       if (node.type === 'dir') throw new FsError('EISDIR');
-      const file = this.openFiles.get(path);
+      await this.dropMeta(path);
+      const file = await this.liveFile(path);
       if (file) {
         this.openFiles.delete(path);
         const committed = !file.uncommitted;
@@ -323,6 +350,8 @@ export class EncryptedFileSystem {
       this.dirMeta.set(path, { mode: mode & PERM_MASK, mtimeNs: now, atimeNs: now, ctimeNs: now });
       this.mark(path);
       this.cache.noteExists(path, { type: 'dir', size: 0, own: true });
+      // A directory we just created is empty: lookups inside it need no requests until the TTL.
+      this.cache.dirs.set(path, { entries: new Map() });
     });
   }
 
@@ -444,6 +473,7 @@ export class EncryptedFileSystem {
   dirtyPaths(): string[] {
     const out: string[] = [];
     for (const f of this.openFiles.values()) if (f.dirty) out.push(f.path);
+    for (const p of this.pendingMeta.keys()) out.push(p);
     return out;
   }
 
@@ -457,6 +487,13 @@ export class EncryptedFileSystem {
   /** Uploads every pending change now. Failures are returned, not thrown. */
   async flushAll(): Promise<{ path: string; error: unknown }[]> {
     const failures: { path: string; error: unknown }[] = [];
+    await Promise.all([...this.pendingMeta.keys()].map(async (path) => {
+      try {
+        await this.flushMeta(path);
+      } catch (error) {
+        failures.push({ path, error });
+      }
+    }));
     await Promise.all([...new Set(this.openFiles.values())].map(async (file) => {
       if (!file.dirty) return;
       try {
@@ -538,6 +575,16 @@ export class EncryptedFileSystem {
     this.cache.noteExists(file.path, { type: 'file', size: result.size, etag: result.etag, meta: result.meta, foreign: file.foreign, own: true });
   }
 
+  /** The open file at `path`, after waiting for any file there that is closing to finish closing. */
+  private async liveFile(path: string): Promise<OpenFile | undefined> {
+    for (;;) {
+      const f = this.openFiles.get(path);
+      if (!f || !f.closing) return f;
+      await f.closed;
+      if (this.openFiles.get(path) === f) this.openFiles.delete(path);
+    }
+  }
+
   private mark(path: string): void {
     const s = ++this.seq;
     this.touched.set(path, s);
@@ -566,9 +613,14 @@ export class EncryptedFileSystem {
     const file = this.openFiles.get(path);
     if (file) return this.openFileInfo(file);
     const cached = this.cache.attrs.get(path);
-    if (cached && (cached.type === 'dir' || cached.meta)) return cached;
+    if (cached && (cached.type === 'dir' || cached.meta)) return this.withPendingMeta(path, cached);
     if (this.cache.negative.get(path)) throw new FsError('ENOENT');
-    return this.fetchNode(path, false);
+    return this.withPendingMeta(path, await this.fetchNode(path, false));
+  }
+
+  private withPendingMeta(path: string, info: NodeInfo): NodeInfo {
+    const pending = this.pendingMeta.get(path);
+    return pending && info.type !== 'dir' ? { ...info, meta: pending.meta } : info;
   }
 
   private fetchNode(path: string, fresh: boolean): Promise<NodeInfo> {
@@ -584,7 +636,16 @@ export class EncryptedFileSystem {
   private async doFetchNode(path: string, fresh: boolean): Promise<NodeInfo> {
     const start = this.seq;
     let info: NodeInfo | null;
-    const listing = fresh ? undefined : this.cache.dirs.get(parentOf(path));
+    const parent = parentOf(path);
+    let listing = fresh ? undefined : this.cache.dirs.get(parent);
+    if (!listing && !fresh && this.cache.dirs.enabled) {
+      const n = (this.dirLookups.get(parent) ?? 0) + 1;
+      this.dirLookups.set(parent, n);
+      if (n >= HOT_DIR_LOOKUPS) {
+        this.dirLookups.delete(parent);
+        listing = await this.listing(parent);
+      }
+    }
     if (listing) {
       const entry = listing.entries.get(baseName(path));
       if (!entry) info = null;
@@ -727,21 +788,74 @@ export class EncryptedFileSystem {
   }
 
   private async changeMeta(path: string, change: PosixMeta): Promise<void> {
-    const node = await this.node(path);
+    let node = await this.node(path);
     if (node.type === 'dir') {
       this.dirMeta.set(path, { ...this.dirMeta.get(path), ...change, ctimeNs: nowNs() });
       return;
     }
-    const file = this.openFiles.get(path);
+    const file = await this.liveFile(path);
     if (file) {
       // Folded into the upload at the next flush/close.
       await file.setMeta(change);
       return;
     }
+    if (this.openFiles.has(path) || !node.meta) node = await this.node(path);
     const meta: PosixMeta = { ...node.meta, ...change, ctimeNs: nowNs() };
-    await this.engine.setAttributes(path, encodePosix(meta, node.foreign));
     this.mark(path);
-    this.cache.noteExists(path, { ...node, meta, etag: undefined, own: true });
+    if (this.attrWritebackMs <= 0) {
+      await this.engine.setAttributes(path, encodePosix(meta, node.foreign));
+      this.cache.noteExists(path, { ...node, meta, etag: undefined, own: true });
+      return;
+    }
+    const prev = this.pendingMeta.get(path);
+    if (prev) clearTimeout(prev.timer);
+    const timer = setTimeout(() => {
+      this.flushMeta(path).catch(() => {}); // reported through onError
+    }, this.attrWritebackMs);
+    timer.unref();
+    this.pendingMeta.set(path, { meta, foreign: node.foreign ?? {}, timer });
+    this.cache.noteExists(path, { ...node, meta, own: true });
+  }
+
+  /** Stores the pending attribute change of `path` now (no-op when there is none). */
+  private async flushMeta(path: string): Promise<void> {
+    const running = this.metaFlushes.get(path);
+    if (running) await running.catch(() => {});
+    const pending = this.pendingMeta.get(path);
+    if (!pending) return;
+    clearTimeout(pending.timer);
+    this.pendingMeta.delete(path);
+    const p = (async () => {
+      try {
+        await this.engine.setAttributes(path, encodePosix(pending.meta, pending.foreign));
+        this.mark(path);
+        const cached = this.cache.attrs.get(path);
+        if (cached) this.cache.noteExists(path, { ...cached, meta: pending.meta, etag: undefined, own: true });
+      } catch (err) {
+        this.mark(path);
+        this.cache.invalidate(path);
+        if (!isNotFoundError(err)) this.opts.onError?.('setattr', path, err);
+        throw err;
+      }
+    })();
+    this.metaFlushes.set(path, p);
+    try {
+      await p;
+    } finally {
+      if (this.metaFlushes.get(path) === p) this.metaFlushes.delete(path);
+    }
+  }
+
+  /** Forgets the pending attribute change of `path` (it is being removed or replaced); returns it. */
+  private async dropMeta(path: string): Promise<PendingMeta | undefined> {
+    const running = this.metaFlushes.get(path);
+    if (running) await running.catch(() => {});
+    const pending = this.pendingMeta.get(path);
+    if (pending) {
+      clearTimeout(pending.timer);
+      this.pendingMeta.delete(path);
+    }
+    return pending;
   }
 
   private forgetDirMeta(dir: string): void {
@@ -769,10 +883,17 @@ export class EncryptedFileSystem {
   }
 
   private async renameFile(from: string, to: string, src: NodeInfo, dst: NodeInfo | null): Promise<void> {
-    const file = this.openFiles.get(from);
+    const file = await this.liveFile(from);
+    if (dst && (await this.liveFile(to)) === undefined) dst = await this.node(to).catch(() => null);
+    src = await this.node(from);
     if (file?.dirty) await this.commit(file, () => file.flush());
     const replacedEtag = dst ? dst.etag ?? (await this.engine.stat(to))?.etag : undefined;
-    let { etag } = await this.engine.copy(from, to);
+    // Pending attribute changes of the source travel with the copy; the target's are moot.
+    await this.dropMeta(to);
+    const pending = await this.dropMeta(from);
+    const copyOpts = pending ? { attributes: encodePosix(pending.meta, pending.foreign) } : {};
+    if (pending) src = { ...src, meta: pending.meta };
+    let { etag } = await this.engine.copy(from, to, copyOpts);
     if (replacedEtag !== undefined && etag === replacedEtag) {
       // The server kept the replaced object's ETag for the new content (s3rver does this for a
       // CopyObject onto an existing key). Every object has its own random data key, so equal ETags
@@ -780,7 +901,7 @@ export class EncryptedFileSystem {
       // then copying once more is harmless: replace the destination from scratch so that versions
       // (and the chunk cache, which is keyed by ETag) stay distinct.
       await this.engine.delete(to);
-      ({ etag } = await this.engine.copy(from, to));
+      ({ etag } = await this.engine.copy(from, to, copyOpts));
     }
     await this.engine.delete(from);
     const replaced = this.openFiles.get(to);
@@ -808,6 +929,9 @@ export class EncryptedFileSystem {
       if (!(await this.isEmptyDir(to))) throw new FsError('ENOTEMPTY');
     }
     // Everything below `from` is stored first, so the listing is complete.
+    for (const p of [...this.pendingMeta.keys()]) if (isWithin(p, from)) await this.flushMeta(p);
+    for (const p of [...this.pendingMeta.keys()]) if (isWithin(p, to)) await this.dropMeta(p);
+    for (const f of [...this.openFiles.values()]) if (isWithin(f.path, from)) await this.liveFile(f.path);
     for (const f of [...this.openFiles.values()]) {
       if (isWithin(f.path, from) && f.dirty) await this.commit(f, () => f.flush());
     }

@@ -49,6 +49,12 @@ export class OpenFile {
   refs = 0;
   /** Set when the path was unlinked (or replaced) while open: nothing is uploaded any more. */
   unlinked = false;
+  /**
+   * Set when the last handle was released and the final upload is running. A closing file takes
+   * no new handles or changes: path operations wait for `closed` and then work on what was stored.
+   */
+  closing = false;
+  closed: Promise<void> = Promise.resolve();
   private mode: Mode;
   private _size: number;
   private dirtyData = false;

@@ -80,6 +80,12 @@ export interface FsOptions {
   spoolDir?: string;
   /** Sequential writes are buffered in memory up to this many bytes before an upload starts. Default 4 MiB. */
   streamBufferBytes?: number;
+  /**
+   * chmod/chown/utimens of a closed file are stored after this delay (ms), so that several changes
+   * and a following rename cost one server-side copy instead of one each. 0 stores at once.
+   * Default 1000. Pending changes are stored at unmount, and before the file is opened again.
+   */
+  attrWritebackMs?: number;
   /** Called with every unexpected error turned into EIO (for logging). */
   onError?: (op: string, path: string, err: unknown) => void;
 }
@@ -89,3 +95,4 @@ export const DEFAULT_DIR_TTL_MS = 30_000;
 export const DEFAULT_NEGATIVE_TTL_MS = 10_000;
 export const DEFAULT_CACHE_ENTRIES = 100_000;
 export const DEFAULT_STREAM_BUFFER_BYTES = 4 * 1024 * 1024;
+export const DEFAULT_ATTR_WRITEBACK_MS = 1000;

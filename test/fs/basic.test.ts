@@ -149,6 +149,8 @@ t.test('chmod, chown, utimens persist with ns precision; unsupported ops fail cl
   await fs.chmod('/f', 0o4751);
   await fs.chown('/f', 1234, 5678);
   await fs.utimens('/f', 1_000_000_123_456_789n, 2_000_000_987_654_321n);
+  t.equal((await fs.getattr('/f')).mode & 0o7777, 0o4751, 'visible at once in this mount');
+  t.same(await fs.flushAll(), [], 'stored at flushAll (write-back)');
   const other = await another();
   const st = await other.getattr('/f');
   t.equal(st.mode & 0o7777, 0o4751);
@@ -158,6 +160,7 @@ t.test('chmod, chown, utimens persist with ns precision; unsupported ops fail cl
   t.equal(st.mtimeNs, 2_000_000_987_654_321n);
   t.equal((await readFile(other, '/f')).toString(), 'data', 'content unchanged');
   await fs.chown('/f', 0xffffffff, 42);
+  await fs.flushAll();
   t.equal((await (await another()).getattr('/f')).uid, 1234, 'uid -1 leaves it');
 
   // Changed while open: folded into the upload.
@@ -181,6 +184,7 @@ t.test('rename: files over existing files, non-empty directories', async (t) => 
   t.equal((await readFile(fs, '/b')).toString(), 'BBBBB', 'read before, so its chunks are cached');
   await fs.chmod('/a', 0o640);
   await fs.rename('/a', '/b');
+  await fs.flushAll();
   t.equal(await errnoOf(fs.getattr('/a')), 'ENOENT');
   t.equal((await readFile(fs, '/b')).toString(), 'AAA');
   t.equal((await (await another()).getattr('/b')).mode & 0o777, 0o640, 'attributes follow');
@@ -252,4 +256,43 @@ t.test('names: too long, reserved', async (t) => {
   t.equal(await errnoOf(fs.getattr('/' + 'x'.repeat(256))), 'ENAMETOOLONG');
   t.equal(await errnoOf(fs.getattr('/.s3cryptfs.json')), 'ENOENT', 'the config object is hidden');
   t.notOk((await fs.readdir('/')).some((e) => e.name === '.s3cryptfs.json'));
+});
+
+t.test('attribute write-back: changes after close are stored after a delay, folded into a rename', async (t) => {
+  let copies = 0;
+  const { fs, another, engine } = await setupFs(t, {
+    fs: { attrWritebackMs: 300 },
+    wrapEngine: (e) => new Proxy(e, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        if (prop === 'copy') return (...args: Parameters<typeof e.copy>) => { copies++; return e.copy(...args); };
+        if (prop === 'setAttributes') return (...args: Parameters<typeof e.setAttributes>) => { copies++; return e.setAttributes(...args); };
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    }),
+  });
+  await writeFile(fs, '/.tmp.x', Buffer.from('content'), 4096, 0o600);
+  await fs.chmod('/.tmp.x', 0o755);
+  await fs.utimens('/.tmp.x', 5_000_000_000n, 6_000_000_000n);
+  await fs.chmod('/.tmp.x', 0o751);
+  await fs.rename('/.tmp.x', '/x');
+  t.equal(copies, 1, 'three attribute changes and a rename: one server-side copy');
+  const st = await (await another()).getattr('/x');
+  t.equal(st.mode & 0o7777, 0o751);
+  t.equal(st.mtimeNs, 6_000_000_000n);
+
+  await fs.chmod('/x', 0o700);
+  t.equal((await (await another()).getattr('/x')).mode & 0o7777, 0o751, 'not stored yet');
+  await new Promise((r) => setTimeout(r, 700));
+  t.equal((await (await another()).getattr('/x')).mode & 0o7777, 0o700, 'stored after the delay');
+  t.equal(copies, 2);
+
+  await fs.chmod('/x', 0o640);
+  const fh = await fs.open('/x', O_RDWR);
+  t.equal((await engine.stat('x'))!.attributes['posix:mode'], '640', 'stored before the file is opened again');
+  await fs.release('/x', fh);
+  await fs.chmod('/x', 0o600);
+  await fs.unlink('/x');
+  await new Promise((r) => setTimeout(r, 500));
+  t.equal(await errnoOf((await another()).getattr('/x')), 'ENOENT', 'a pending change does not resurrect an unlinked file');
 });
