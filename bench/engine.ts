@@ -24,7 +24,7 @@ import {
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 
 import { Engine } from '../src/engine/index.js';
-import { deriveKeys, type BucketConfig, type CipherName } from '../src/format/index.js';
+import { deriveKeys, newBucketConfig, type BucketConfig, type CipherName } from '../src/format/index.js';
 import { startEmbeddedS3 } from '../src/store/embedded-s3.js';
 import { ObjectStore } from '../src/store/store.js';
 
@@ -144,9 +144,7 @@ async function main(): Promise<void> {
   });
   try {
     const keys = deriveKeys(randomBytes(32));
-    const config: BucketConfig = {
-      format: 's3cryptfs', version: 1, cipher: CIPHER, chunkSize: CHUNK, names: 'aes-siv', keyIds: [keys.keyId.toString('hex')],
-    };
+    const config: BucketConfig = newBucketConfig(keys, { cipher: CIPHER, chunkSize: CHUNK, names: 'aes-siv' });
     await Engine.init(store, 'bench', 'enc', config);
     const engine = await Engine.open({ store, bucket: 'bench', prefix: 'enc', keys, config, partSize: PART, uploadConcurrency: CONCURRENCY });
     gc();

@@ -11,10 +11,10 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Engine } from '../engine/index.js';
-import { DEFAULT_CHUNK_SIZE, DEFAULT_CIPHER, type BucketConfig } from '../format/config.js';
+import { DEFAULT_CHUNK_SIZE, DEFAULT_CIPHER, newBucketConfig, type BucketConfig } from '../format/config.js';
 import { startEmbeddedS3, type EmbeddedS3 } from '../store/embedded-s3.js';
 import { ObjectStore } from '../store/store.js';
-import { generateKeyFile, KeyFileSource, loadKeys } from '../keys/index.js';
+import { generateKeyFile, KeyFileSource, loadKeys, wipeKeys } from '../keys/index.js';
 import { readBucketConfig } from './bucket.js';
 import type { CliCommand } from './command.js';
 import { CliError } from './errors.js';
@@ -57,8 +57,9 @@ export const demoCommand: CliCommand = {
     const source = new KeyFileSource(keyFile);
     let config = await readBucketConfig(store, BUCKET, '');
     if (!config) {
-      const { keyId } = await loadKeys(source);
-      const fresh: BucketConfig = { format: 's3cryptfs', version: 1, cipher: DEFAULT_CIPHER, chunkSize: DEFAULT_CHUNK_SIZE, names: 'aes-siv', keyIds: [keyId] };
+      const { keys, keyId } = await loadKeys(source);
+      const fresh: BucketConfig = newBucketConfig(keys, { cipher: DEFAULT_CIPHER, chunkSize: DEFAULT_CHUNK_SIZE, names: 'aes-siv' });
+      wipeKeys(keys);
       await Engine.init(store, BUCKET, '', fresh);
       config = fresh;
       log(`initialised s3://${BUCKET}: ${fresh.cipher}, ${humanSize(fresh.chunkSize)} chunks, encrypted names, key id ${keyId}`);

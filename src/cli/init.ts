@@ -1,7 +1,7 @@
 /** `s3cryptfs init s3://BUCKET[/PREFIX]`: write the bucket config (cipher, chunk size, key id, kdf). */
 import { Engine } from '../engine/index.js';
 import { normalizePrefix } from '../engine/paths.js';
-import { DEFAULT_CHUNK_SIZE, DEFAULT_CIPHER, type BucketConfig } from '../format/config.js';
+import { DEFAULT_CHUNK_SIZE, DEFAULT_CIPHER, newBucketConfig, type ScryptParams } from '../format/config.js';
 import { isValidChunkSize, type CipherName } from '../format/header.js';
 import { loadKeys, newScryptParams, PassphraseFileSource, wipeKeys } from '../keys/index.js';
 import type { CliCommand } from './command.js';
@@ -34,27 +34,26 @@ export const initCommand: CliCommand = {
     }
     const encryptNames = rt.setting<boolean>('encrypt-names') ?? true;
     const source = rt.keySource();
-    const config: BucketConfig = {
-      format: 's3cryptfs',
-      version: 1,
+    const params: { cipher: CipherName; chunkSize: number; names: 'aes-siv' | 'plain'; kdf?: ScryptParams } = {
       cipher,
       chunkSize,
       names: encryptNames ? 'aes-siv' : 'plain',
-      keyIds: [],
     };
     const kdfN = rt.setting<number>('kdf-n');
     if (source instanceof PassphraseFileSource) {
       try {
-        config.kdf = newScryptParams({ N: kdfN });
+        params.kdf = newScryptParams({ N: kdfN });
       } catch (err) {
         throw new CliError(ExitCode.USAGE, `--kdf-n: ${(err as Error).message}`);
       }
     } else if (kdfN !== undefined && rt.settings.values['kdf-n']?.source === 'flag') {
       throw new CliError(ExitCode.USAGE, '--kdf-n only applies with --passphrase-file');
     }
-    const { keys, keyId } = await loadKeys(source, config);
+    // A passphrase needs the scrypt parameters; the key source only reads config.kdf.
+    const { keys, keyId } = await loadKeys(source, { kdf: params.kdf });
+    // Fresh random bucket keys (names, attributes), wrapped under this master key.
+    const config = newBucketConfig(keys, params);
     wipeKeys(keys);
-    config.keyIds = [keyId];
     await Engine.init(rt.store(), url.bucket, prefix, config);
     say(
       rt,

@@ -1,5 +1,5 @@
 /** What the engine's modules share: store, bucket, keys, codecs, caches and counters. */
-import type { BucketConfig, DerivedKeys, KeyRing } from '../format/index.js';
+import type { BucketConfig, BucketKeys, DerivedKeys, KeyRing } from '../format/index.js';
 import type { ChunkCache } from './chunk-cache.js';
 import type { PathCodec } from './paths.js';
 import type { EngineStats } from './stats.js';
@@ -20,6 +20,8 @@ export interface EngineContext {
   readonly keys: DerivedKeys;
   /** Every key objects may be read with (keys first, then readKeys). */
   readonly readKeys: DerivedKeys[];
+  /** The bucket's name and attribute keys (from the config, unwrapped with one of the master keys). */
+  readonly bucketKeys: BucketKeys;
   readonly ring: KeyRing;
   readonly paths: PathCodec;
   readonly cache: ChunkCache;

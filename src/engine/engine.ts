@@ -4,7 +4,7 @@
  */
 import type { Readable } from 'node:stream';
 import {
-  CONFIG_OBJECT_NAME, encodeConfig, IntegrityError, parseConfig, plaintextSize,
+  CONFIG_OBJECT_NAME, encodeConfig, IntegrityError, openBucketKeys, parseConfig, plaintextSize,
   type BucketConfig, type DerivedKeys, type KeyRing,
 } from '../format/index.js';
 import { isStoreError } from '../store/errors.js';
@@ -90,6 +90,7 @@ export class Engine {
     if (!Number.isInteger(uploadConcurrency) || uploadConcurrency < 1) throw new RangeError(`upload concurrency must be >= 1, got ${uploadConcurrency}`);
     const readKeys = [opts.keys, ...(opts.readKeys ?? []).filter((k) => !k.keyId.equals(opts.keys.keyId))];
     const ring: KeyRing = (id) => readKeys.find((k) => k.keyId.equals(id));
+    const bucketKeys = openBucketKeys(config, readKeys);
     const stats = newStats();
     const ctx: EngineContext = {
       store: opts.store,
@@ -98,7 +99,8 @@ export class Engine {
       keys: opts.keys,
       readKeys,
       ring,
-      paths: new PathCodec(opts.prefix, config.names, opts.keys.nameKey),
+      bucketKeys,
+      paths: new PathCodec(opts.prefix, config.names, bucketKeys.nameKey),
       cache: new ChunkCache(Math.max(0, opts.cacheBytes ?? DEFAULT_CACHE_BYTES), stats),
       stats,
       partSize,

@@ -2,8 +2,10 @@
  * The per-bucket(-prefix) config object written by `s3cryptfs init`. Plain JSON: it holds no secret,
  * only the parameters every object under the prefix is written with and a key-check value.
  */
+import { newBucketKeys, unwrapBucketKeys, wrapBucketKeys, WRAPPED_BUCKET_KEYS_SIZE, type BucketKeys } from './bucket-keys.js';
 import { ConfigError } from './errors.js';
 import { CIPHER_IDS, isValidChunkSize, type CipherName } from './header.js';
+import type { DerivedKeys } from './kdf.js';
 
 export const CONFIG_OBJECT_NAME = '.s3cryptfs.json';
 export const DEFAULT_CHUNK_SIZE = 64 * 1024;
@@ -28,6 +30,8 @@ export interface BucketConfig {
   names: NameMode;
   /** Key ids (hex) whose objects may be read. The first is the one new objects are written with. */
   keyIds: string[];
+  /** The bucket keys (names, attributes) wrapped under each listed master key: key id (hex) -> entry. */
+  bucketKeys: Record<string, string>;
   /** Present when the master key comes from a passphrase. */
   kdf?: ScryptParams;
 }
@@ -58,7 +62,18 @@ function validateConfig(raw: unknown): BucketConfig {
   if (!Array.isArray(c.keyIds) || c.keyIds.length === 0 || !c.keyIds.every((k) => typeof k === 'string' && /^[0-9a-f]{32}$/.test(k))) {
     return bad('keyIds must be a non-empty list of 32-hex-digit key ids');
   }
-  const config: BucketConfig = { format: 's3cryptfs', version: 1, cipher: c.cipher, chunkSize: c.chunkSize, names: c.names, keyIds: [...c.keyIds] };
+  if (new Set(c.keyIds).size !== c.keyIds.length) return bad('keyIds lists a key id twice');
+  const bk = c.bucketKeys as Record<string, unknown> | undefined;
+  if (!bk || typeof bk !== 'object' || Array.isArray(bk)) return bad('bucketKeys must map every key id to its wrapped bucket keys');
+  const wrappedPattern = new RegExp(`^[A-Za-z0-9_-]{${Math.ceil((WRAPPED_BUCKET_KEYS_SIZE * 4) / 3)}}$`);
+  const bucketKeys: Record<string, string> = {};
+  for (const id of c.keyIds) {
+    const entry = Object.hasOwn(bk, id) ? bk[id] : undefined;
+    if (typeof entry !== 'string' || !wrappedPattern.test(entry)) return bad(`bucketKeys has no valid entry for key id ${id}`);
+    bucketKeys[id] = entry;
+  }
+  if (Object.keys(bk).length !== c.keyIds.length) return bad('bucketKeys has entries for key ids not in keyIds');
+  const config: BucketConfig = { format: 's3cryptfs', version: 1, cipher: c.cipher, chunkSize: c.chunkSize, names: c.names, keyIds: [...c.keyIds], bucketKeys };
   if (c.kdf !== undefined) config.kdf = validateScrypt(c.kdf, bad);
   return config;
 }
@@ -71,4 +86,39 @@ function validateScrypt(k: Partial<ScryptParams> | null, bad: (what: string) => 
   if (!small(k.r) || !small(k.p)) return bad('kdf.r and kdf.p must be integers 1..64');
   if (typeof k.salt !== 'string' || !/^(?:[0-9a-f]{2}){16,64}$/.test(k.salt)) return bad('kdf.salt must be 16-64 bytes of hex');
   return { algorithm: 'scrypt', N: k.N as number, r: k.r as number, p: k.p as number, salt: k.salt };
+}
+
+export interface NewConfigParams {
+  cipher?: CipherName;
+  chunkSize?: number;
+  names?: NameMode;
+  kdf?: ScryptParams;
+}
+
+/** A config for a new bucket prefix written with `keys`: fresh random bucket keys, wrapped for it. */
+export function newBucketConfig(keys: DerivedKeys, params: NewConfigParams = {}, bucketKeys: BucketKeys = newBucketKeys()): BucketConfig {
+  const keyId = keys.keyId.toString('hex');
+  const config: BucketConfig = {
+    format: 's3cryptfs',
+    version: 1,
+    cipher: params.cipher ?? DEFAULT_CIPHER,
+    chunkSize: params.chunkSize ?? DEFAULT_CHUNK_SIZE,
+    names: params.names ?? 'aes-siv',
+    keyIds: [keyId],
+    bucketKeys: { [keyId]: wrapBucketKeys(keys, bucketKeys) },
+  };
+  if (params.kdf) config.kdf = params.kdf;
+  return validateConfig(config);
+}
+
+/**
+ * The bucket keys, unwrapped with the first of `keys` the config lists. ConfigError CONFIG_INVALID
+ * when none is listed; IntegrityError KEY_UNWRAP_FAILED when the entry does not authenticate.
+ */
+export function openBucketKeys(config: BucketConfig, keys: DerivedKeys[]): BucketKeys {
+  for (const k of keys) {
+    const entry = config.bucketKeys[k.keyId.toString('hex')];
+    if (entry !== undefined) return unwrapBucketKeys(k, entry);
+  }
+  throw new ConfigError('CONFIG_INVALID', `bucket config has no bucket keys for key id ${keys.map((k) => k.keyId.toString('hex')).join(', ')}`);
 }

@@ -1,11 +1,13 @@
 /**
  * Envelope encryption of one object version: a fresh data key wrapped under the master key's KEK,
- * a header that commits to that data key, and the per-chunk AEAD bound to the header.
+ * a header that commits to that data key, and the per-chunk AEAD bound to the header's immutable
+ * fields and commitment (not to the wrap fields, so that rewrapHeader can move an object to another
+ * master key without touching its chunks).
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
 import {
-  COMMITMENT_OFFSET, decodeHeader, encodeHeader, FORMAT_VERSION, HEADER_SIZE, isValidChunkSize,
+  COMMITMENT_OFFSET, decodeHeader, encodeHeader, FORMAT_VERSION, HEADER_SIZE, IMMUTABLE_END, isValidChunkSize,
   WRAP_AAD_END, WRAP_NONCE_SIZE, type CipherName, type ObjectHeader,
 } from './header.js';
 import { deriveObjectKeys, type DerivedKeys } from './kdf.js';
@@ -34,9 +36,10 @@ export class ObjectCipher {
   constructor(readonly header: Buffer, params: ObjectParams, private readonly contentKey: Buffer) {
     this.cipher = params.cipher;
     this.chunkSize = params.chunkSize;
-    // AAD = whole header || final flag: binds every chunk to this header and marks the end.
-    this.aadMiddle = Buffer.concat([header, Buffer.from([0])]);
-    this.aadFinal = Buffer.concat([header, Buffer.from([1])]);
+    // AAD = immutable header fields || commitment || final flag (45 bytes): binds every chunk to this
+    // object version's parameters and data key, and marks the end. The wrap fields are left out.
+    this.aadMiddle = chunkAad(header, 0);
+    this.aadFinal = chunkAad(header, 1);
   }
 
   sealChunk(index: number, final: boolean, plaintext: Uint8Array): Buffer {
@@ -95,8 +98,7 @@ export function newObjectCipher(keys: DerivedKeys, params: ObjectParams, rand: (
   };
   const prefix = encodeHeader(draft);
   draft.wrappedKey = Buffer.from(xchacha20poly1305(keys.kek, draft.wrapNonce, prefix.subarray(0, WRAP_AAD_END)).encrypt(dataKey));
-  const withKey = encodeHeader(draft);
-  const { commitment, contentKey } = deriveObjectKeys(dataKey, withKey.subarray(0, COMMITMENT_OFFSET));
+  const { commitment, contentKey } = deriveObjectKeys(dataKey, prefix.subarray(0, IMMUTABLE_END));
   draft.commitment = commitment;
   dataKey.fill(0);
   return new ObjectCipher(encodeHeader(draft), params, contentKey);
@@ -104,18 +106,52 @@ export function newObjectCipher(keys: DerivedKeys, params: ObjectParams, rand: (
 
 /** Authenticates a header and recovers the object's content key. */
 export function openObjectHeader(ring: KeyRing, headerBytes: Uint8Array): ObjectCipher {
+  const { raw, header, dataKey } = unwrapDataKey(ring, headerBytes);
+  const { commitment, contentKey } = deriveObjectKeys(dataKey, raw.subarray(0, IMMUTABLE_END));
+  dataKey.fill(0);
+  if (!timingSafeEqual(commitment, header.commitment)) throw new IntegrityError('COMMITMENT_MISMATCH', 'header does not commit to its data key');
+  return new ObjectCipher(raw, { cipher: header.cipher, chunkSize: header.chunkSize }, contentKey);
+}
+
+/** Key id (16 bytes) named by a header, after the header's structural checks. */
+export function headerKeyId(headerBytes: Uint8Array): Buffer {
+  return decodeHeader(headerBytes).keyId;
+}
+
+/**
+ * Key rotation: the same object version's header with its data key wrapped under `to` instead
+ * (new key id, fresh wrap nonce). The header is fully authenticated first (unwrap and commitment).
+ * The immutable fields and the commitment are unchanged, so every chunk of the object stays valid
+ * behind the new header: only these 132 bytes need rewriting.
+ */
+export function rewrapHeader(ring: KeyRing, headerBytes: Uint8Array, to: DerivedKeys, rand: (n: number) => Buffer = randomBytes): Buffer {
+  const { raw, header, dataKey } = unwrapDataKey(ring, headerBytes);
+  try {
+    const { commitment } = deriveObjectKeys(dataKey, raw.subarray(0, IMMUTABLE_END));
+    if (!timingSafeEqual(commitment, header.commitment)) throw new IntegrityError('COMMITMENT_MISMATCH', 'header does not commit to its data key');
+    const next: ObjectHeader = { ...header, keyId: Buffer.from(to.keyId), wrapNonce: rand(WRAP_NONCE_SIZE), wrappedKey: Buffer.alloc(48) };
+    const prefix = encodeHeader(next);
+    next.wrappedKey = Buffer.from(xchacha20poly1305(to.kek, next.wrapNonce, prefix.subarray(0, WRAP_AAD_END)).encrypt(dataKey));
+    return encodeHeader(next);
+  } finally {
+    dataKey.fill(0);
+  }
+}
+
+function unwrapDataKey(ring: KeyRing, headerBytes: Uint8Array): { raw: Buffer; header: ObjectHeader; dataKey: Uint8Array } {
   const header = decodeHeader(headerBytes);
   const raw = Buffer.from(headerBytes.subarray(0, HEADER_SIZE));
   const keys = typeof ring === 'function' ? ring(header.keyId) : (ring.keyId.equals(header.keyId) ? ring : undefined);
   if (!keys) throw new IntegrityError('KEY_ID_MISMATCH', `object was sealed with another master key (key id ${header.keyId.toString('hex')})`);
-  let dataKey: Uint8Array;
   try {
-    dataKey = xchacha20poly1305(keys.kek, header.wrapNonce, raw.subarray(0, WRAP_AAD_END)).decrypt(header.wrappedKey);
+    const dataKey = xchacha20poly1305(keys.kek, header.wrapNonce, raw.subarray(0, WRAP_AAD_END)).decrypt(header.wrappedKey);
+    return { raw, header, dataKey };
   } catch {
     throw new IntegrityError('KEY_UNWRAP_FAILED', 'wrapped data key failed authentication');
   }
-  const { commitment, contentKey } = deriveObjectKeys(dataKey, raw.subarray(0, COMMITMENT_OFFSET));
-  dataKey.fill(0);
-  if (!timingSafeEqual(commitment, header.commitment)) throw new IntegrityError('COMMITMENT_MISMATCH', 'header does not commit to its data key');
-  return new ObjectCipher(raw, { cipher: header.cipher, chunkSize: header.chunkSize }, contentKey);
+}
+
+/** Chunk AAD: header[0..12) || header[100..132) || final flag. */
+export function chunkAad(header: Uint8Array, finalFlag: 0 | 1): Buffer {
+  return Buffer.concat([header.subarray(0, IMMUTABLE_END), header.subarray(COMMITMENT_OFFSET, HEADER_SIZE), Buffer.from([finalFlag])]);
 }

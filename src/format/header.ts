@@ -21,9 +21,16 @@ export const KEY_ID_SIZE = 16;
 export const WRAP_NONCE_SIZE = 24;
 export const WRAPPED_KEY_SIZE = 48;
 export const COMMITMENT_SIZE = 32;
+/**
+ * The fields that never change for an object version: magic, version, cipher id, flags, chunk size.
+ * They salt the key commitment and content key and, with the commitment, form every chunk's AAD;
+ * key id, wrap nonce and wrapped key (the wrap fields, bytes 12..100) are left out so that key
+ * rotation can re-wrap the data key without touching the chunks (docs/format.md, section 3.4).
+ */
+export const IMMUTABLE_END = 12;
 /** Bytes the key wrap authenticates: everything before the wrapped key. */
 export const WRAP_AAD_END = 52;
-/** Bytes the commitment covers: everything before the commitment. */
+/** Offset of the key commitment (the last field). */
 export const COMMITMENT_OFFSET = 100;
 
 export const MIN_CHUNK_SIZE = 4096;

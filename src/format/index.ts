@@ -7,5 +7,6 @@ export * from './chunk.js';
 export * from './envelope.js';
 export * from './stream.js';
 export * from './names.js';
+export * from './bucket-keys.js';
 export * from './config.js';
 export * from './attributes.js';

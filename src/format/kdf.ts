@@ -8,22 +8,20 @@ export const MASTER_KEY_SIZE = 32;
 const LABEL = {
   keyId: 's3cryptfs/v1/key-id',
   kek: 's3cryptfs/v1/key-encryption-key',
-  names: 's3cryptfs/v1/name-key',
-  attributes: 's3cryptfs/v1/attribute-key',
   commit: 's3cryptfs/v1/commitment',
   content: 's3cryptfs/v1/content-key',
 } as const;
 
-/** Everything derived from one master key. The master key itself is not kept. */
+/**
+ * Everything derived from one master key. The master key itself is not kept. The name and attribute
+ * keys are not derived from it: they belong to the bucket (BucketKeys, wrapped under this KEK in the
+ * bucket config), so that rotating the master key changes no name.
+ */
 export interface DerivedKeys {
   /** Names the master key in headers and the bucket config; reveals nothing about it. */
   keyId: Buffer;
-  /** Wraps per-object data keys. */
+  /** Wraps per-object data keys and the bucket keys. */
   kek: Buffer;
-  /** AES-SIV key (two AES-256 halves) for file names. */
-  nameKey: Buffer;
-  /** XChaCha20-Poly1305 key for the attributes stored in object metadata. */
-  attrKey: Buffer;
 }
 
 export function deriveKeys(masterKey: Uint8Array): DerivedKeys {
@@ -31,16 +29,17 @@ export function deriveKeys(masterKey: Uint8Array): DerivedKeys {
   return {
     keyId: expand(masterKey, undefined, LABEL.keyId, KEY_ID_SIZE),
     kek: expand(masterKey, undefined, LABEL.kek, 32),
-    nameKey: expand(masterKey, undefined, LABEL.names, 64),
-    attrKey: expand(masterKey, undefined, LABEL.attributes, 32),
   };
 }
 
-/** Commitment and content key of one object, both bound to its header fields. */
-export function deriveObjectKeys(dataKey: Uint8Array, headerPrefix: Uint8Array): { commitment: Buffer; contentKey: Buffer } {
+/**
+ * Commitment and content key of one object, both bound to the immutable header fields
+ * (`header[0..12)`: magic, version, cipher, flags, chunk size), not to the wrap fields.
+ */
+export function deriveObjectKeys(dataKey: Uint8Array, immutableHeader: Uint8Array): { commitment: Buffer; contentKey: Buffer } {
   return {
-    commitment: expand(dataKey, headerPrefix, LABEL.commit, 32),
-    contentKey: expand(dataKey, headerPrefix, LABEL.content, 32),
+    commitment: expand(dataKey, immutableHeader, LABEL.commit, 32),
+    contentKey: expand(dataKey, immutableHeader, LABEL.content, 32),
   };
 }
 

@@ -50,7 +50,7 @@ export interface LoadedKeys {
 }
 
 /** Loads the master key, derives the working keys and zeroes the master key. */
-export async function loadKeys(source: KeySource, config?: BucketConfig): Promise<LoadedKeys> {
+export async function loadKeys(source: KeySource, config?: Pick<BucketConfig, 'kdf'>): Promise<LoadedKeys> {
   const master = await source.load({ config });
   try {
     const keys = deriveKeys(master);
@@ -64,6 +64,4 @@ export async function loadKeys(source: KeySource, config?: BucketConfig): Promis
 export function wipeKeys(keys: DerivedKeys): void {
   keys.keyId.fill(0);
   keys.kek.fill(0);
-  keys.nameKey.fill(0);
-  keys.attrKey.fill(0);
 }

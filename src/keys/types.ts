@@ -1,8 +1,8 @@
 import type { BucketConfig } from '../format/config.js';
 
 export interface KeyContext {
-  /** The bucket config, when it is known (always, except before `init` has written it). */
-  config?: BucketConfig;
+  /** The bucket config (only its scrypt parameters are used), when known: always, except before `init` has written it. */
+  config?: Pick<BucketConfig, 'kdf'>;
 }
 
 /**

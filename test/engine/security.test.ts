@@ -4,7 +4,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { Engine, type EngineWarning } from '../../src/engine/index.js';
-import { deriveKeys, IntegrityError } from '../../src/format/index.js';
+import { deriveKeys, IntegrityError, openBucketKeys, wrapBucketKeys } from '../../src/format/index.js';
 import { bucketConfig, CHUNK, collect, setupEngine } from './fixtures/setup.js';
 import { withS3 } from '../helpers/s3server.js';
 
@@ -57,13 +57,17 @@ t.test('open: NOT_INITIALIZED, WRONG_KEY, ALREADY_INITIALIZED, key rotation', as
     message: `the master key does not match this bucket (key id ${other.keyId.toString('hex')}, bucket expects ${keys.keyId.toString('hex')})`,
   });
 
-  // rotation: objects written under the old key stay readable with it as a read key. (Plain names:
-  // encrypted names depend on the name key of the write key.)
-  const plainConfig = bucketConfig(keys, 'plain');
+  // rotation: objects written under the old key stay readable with it as a read key. Names and
+  // attributes use the bucket keys, which the config holds wrapped for each listed master key.
+  const plainConfig = bucketConfig(keys, 'aes-siv');
   await Engine.init(store, bucket, 'plain', plainConfig);
   const engine = await Engine.open({ store, bucket, prefix: 'plain', keys });
   await engine.putBuffer('old.txt', Buffer.from('old data'), { attributes: { a: '1' } });
-  const rotated = { ...plainConfig, keyIds: [other.keyId.toString('hex'), keys.keyId.toString('hex')] };
+  const rotated = {
+    ...plainConfig,
+    keyIds: [other.keyId.toString('hex'), keys.keyId.toString('hex')],
+    bucketKeys: { ...plainConfig.bucketKeys, [other.keyId.toString('hex')]: wrapBucketKeys(other, openBucketKeys(plainConfig, [keys])) },
+  };
   const next = await Engine.open({ store, bucket, prefix: 'plain', keys: other, readKeys: [keys], config: rotated });
   t.equal((await next.getBuffer('old.txt')).toString(), 'old data', 'old object readable via readKeys');
   t.same((await next.stat('old.txt'))?.attributes, { a: '1' });

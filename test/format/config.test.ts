@@ -7,7 +7,11 @@ import { ConfigError } from '../../src/format/errors.js';
 import { isValidChunkSize } from '../../src/format/header.js';
 
 const KEY_ID = '00112233445566778899aabbccddeeff';
-const base: BucketConfig = { format: 's3cryptfs', version: 1, cipher: 'chacha20-poly1305', chunkSize: 65536, names: 'aes-siv', keyIds: [KEY_ID] };
+/** A well-formed wrapped bucket-keys entry (136 bytes as base64url); parseConfig does not open it. */
+const WRAPPED = (c: string) => c.repeat(182);
+const base: BucketConfig = {
+  format: 's3cryptfs', version: 1, cipher: 'chacha20-poly1305', chunkSize: 65536, names: 'aes-siv', keyIds: [KEY_ID], bucketKeys: { [KEY_ID]: WRAPPED('A') },
+};
 const kdf = { algorithm: 'scrypt' as const, N: 2 ** 17, r: 8, p: 1, salt: 'ab'.repeat(16) };
 
 function codeOf(fn: () => unknown): string {
@@ -36,7 +40,10 @@ t.test('round trips', async (t) => {
   const variants: BucketConfig[] = [
     base,
     { ...base, cipher: 'aes-256-gcm', chunkSize: 4096, names: 'plain' },
-    { ...base, chunkSize: 16 * 1024 * 1024, keyIds: [KEY_ID, 'f'.repeat(32), '0'.repeat(32)] },
+    {
+      ...base, chunkSize: 16 * 1024 * 1024, keyIds: [KEY_ID, 'f'.repeat(32), '0'.repeat(32)],
+      bucketKeys: { [KEY_ID]: WRAPPED('A'), ['f'.repeat(32)]: WRAPPED('b'), ['0'.repeat(32)]: WRAPPED('_') },
+    },
     { ...base, kdf },
     { ...base, kdf: { algorithm: 'scrypt', N: 2, r: 1, p: 64, salt: 'a'.repeat(128) } },
   ];
@@ -49,7 +56,7 @@ t.test('round trips', async (t) => {
   }
   t.notOk('kdf' in parseConfig(encodeConfig(base)), 'no kdf field when none was given');
   // Fields are copied in a fixed order; unknown fields are dropped, not carried.
-  const shuffled = JSON.stringify({ keyIds: [KEY_ID], names: 'aes-siv', chunkSize: 65536, cipher: 'chacha20-poly1305', version: 1, format: 's3cryptfs', extra: 1 });
+  const shuffled = JSON.stringify({ bucketKeys: base.bucketKeys, keyIds: [KEY_ID], names: 'aes-siv', chunkSize: 65536, cipher: 'chacha20-poly1305', version: 1, format: 's3cryptfs', extra: 1 });
   t.equal(encodeConfig(parseConfig(shuffled)), encodeConfig(base), 'canonical field order, unknown field dropped');
   const kdfExtra = parseConfig(JSON.stringify({ ...base, kdf: { ...kdf, extra: 'x' } }));
   t.same(kdfExtra.kdf, kdf, 'unknown kdf field dropped');
@@ -98,6 +105,28 @@ t.test('key ids', async (t) => {
   const bad = [[], 'not a list', null, [KEY_ID.toUpperCase()], [KEY_ID.slice(1)], [KEY_ID + '0'], [1], [KEY_ID, 'zz'.repeat(16)], [null], {}];
   for (const k of bad) t.equal(parseWith({ keyIds: k }), 'CONFIG_INVALID', `keyIds ${JSON.stringify(k)}`);
   t.equal(parseWith({ keyIds: undefined }), 'CONFIG_INVALID', 'keyIds missing');
+  t.equal(parseWith({ keyIds: [KEY_ID, KEY_ID] }), 'CONFIG_INVALID', 'a key id twice');
+});
+
+t.test('bucket keys: one wrapped entry per key id, no other', async (t) => {
+  const other = 'f'.repeat(32);
+  const cases: [string, unknown, unknown?][] = [
+    ['missing', undefined],
+    ['null', null],
+    ['a list', [WRAPPED('A')]],
+    ['a string', WRAPPED('A')],
+    ['no entry for the key id', { [other]: WRAPPED('A') }],
+    ['an extra entry', { [KEY_ID]: WRAPPED('A'), [other]: WRAPPED('A') }],
+    ['entry too short', { [KEY_ID]: 'A'.repeat(181) }],
+    ['entry too long', { [KEY_ID]: 'A'.repeat(183) }],
+    ['entry not base64url', { [KEY_ID]: '+'.repeat(182) }],
+    ['entry not a string', { [KEY_ID]: 1 }],
+    ['second key id without an entry', { [KEY_ID]: WRAPPED('A') }, [KEY_ID, other]],
+  ];
+  for (const [what, bucketKeys, keyIds] of cases) {
+    t.equal(parseWith({ bucketKeys, ...(keyIds ? { keyIds } : {}) }), 'CONFIG_INVALID', `bucketKeys ${what}`);
+  }
+  t.equal(parseWith({ keyIds: [other, KEY_ID], bucketKeys: { [KEY_ID]: WRAPPED('A'), [other]: WRAPPED('B') } }), 'ok', 'two keys (rotation)');
 });
 
 t.test('scrypt parameters', async (t) => {

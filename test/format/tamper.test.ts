@@ -11,9 +11,10 @@ import { randomBytes } from 'node:crypto';
 import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { IntegrityError } from '../../src/format/errors.js';
 import { deriveKeys, deriveObjectKeys, type DerivedKeys } from '../../src/format/kdf.js';
-import { newObjectCipher, openObjectHeader, type KeyRing } from '../../src/format/envelope.js';
+import { newObjectCipher, openObjectHeader, rewrapHeader, type KeyRing } from '../../src/format/envelope.js';
 import { decryptBuffer, encryptBuffer, storedPlaintextSize } from '../../src/format/stream.js';
-import { COMMITMENT_OFFSET, HEADER_SIZE, isValidChunkSize, WRAP_AAD_END, type CipherName } from '../../src/format/header.js';
+import { COMMITMENT_OFFSET, HEADER_SIZE, IMMUTABLE_END, isValidChunkSize, WRAP_AAD_END, type CipherName } from '../../src/format/header.js';
+import { newBucketKeys, unwrapBucketKeys, wrapBucketKeys } from '../../src/format/bucket-keys.js';
 import { chunkCiphertextOffset, chunkCount, TAG_SIZE } from '../../src/format/layout.js';
 import { openAttributes, sealAttributes } from '../../src/format/attributes.js';
 import { decryptName, decryptPath, encryptName, encryptPath, NameError } from '../../src/format/names.js';
@@ -22,6 +23,7 @@ const C = 4096;
 const SEALED = C + TAG_SIZE;
 const CIPHERS: CipherName[] = ['chacha20-poly1305', 'aes-256-gcm'];
 const keys = deriveKeys(randomBytes(32));
+const bk = newBucketKeys();
 
 /** The error code a call fails with, 'ok' when it succeeds, or the class and message of a non-format error. */
 function codeOf(fn: () => unknown): string {
@@ -201,7 +203,7 @@ t.test('forged headers: the commitment binds the header to one data key', async 
   // If they recompute the commitment too, the header is accepted but every chunk was sealed under
   // the old content key: the body is refused.
   const recommitted = Buffer.from(forged);
-  recommitted.set(deriveObjectKeys(otherKey, recommitted.subarray(0, COMMITMENT_OFFSET)).commitment, COMMITMENT_OFFSET);
+  recommitted.set(deriveObjectKeys(otherKey, recommitted.subarray(0, IMMUTABLE_END)).commitment, COMMITMENT_OFFSET);
   t.equal(codeOf(() => openObjectHeader(keys, recommitted.subarray(0, HEADER_SIZE))), 'ok', 're-committed header is well formed');
   both(t, recommitted, 'CHUNK_TAMPERED', 're-wrapped and re-committed header on the old body', 0);
 
@@ -210,6 +212,64 @@ t.test('forged headers: the commitment binds the header to one data key', async 
   const swapped = Buffer.from(ct);
   another.copy(swapped, COMMITMENT_OFFSET, COMMITMENT_OFFSET, HEADER_SIZE);
   both(t, swapped, 'COMMITMENT_MISMATCH', 'commitment of another object');
+
+  // The wrap fields of another object (its own key id, nonce and wrapped data key, all authentic)
+  // unwrap to another data key: the commitment refuses them.
+  const foreignWrap = Buffer.from(ct);
+  another.copy(foreignWrap, 12, 12, COMMITMENT_OFFSET);
+  both(t, foreignWrap, 'COMMITMENT_MISMATCH', 'wrap fields of another object');
+});
+
+t.test('key rotation: a re-wrapped header keeps every chunk valid, and only under the new key', async (t) => {
+  const next = deriveKeys(randomBytes(32));
+  for (const cipher of CIPHERS) {
+    for (const n of [0, C, 3 * C + 100]) {
+      const plain = randomBytes(n);
+      const ct = seal(plain, cipher);
+      const header = rewrapHeader(keys, ct.subarray(0, HEADER_SIZE), next);
+      t.equal(header.length, HEADER_SIZE);
+      t.ok(header.subarray(0, IMMUTABLE_END).equals(ct.subarray(0, IMMUTABLE_END)), 'immutable fields unchanged');
+      t.ok(header.subarray(COMMITMENT_OFFSET).equals(ct.subarray(COMMITMENT_OFFSET, HEADER_SIZE)), 'commitment unchanged');
+      t.ok(header.subarray(12, 28).equals(next.keyId), 'new key id');
+      t.notOk(header.subarray(28, 52).equals(ct.subarray(28, 52)), 'fresh wrap nonce');
+      const rotated = Buffer.concat([header, ct.subarray(HEADER_SIZE)]);
+      t.ok(whole(rotated, next).equals(plain), `${cipher} ${n} bytes: new header + old body opens under the new key`);
+      t.ok(ranged(rotated, next).equals(plain), `${cipher} ${n} bytes: ranged`);
+      both(t, rotated, 'KEY_ID_MISMATCH', 'the old key no longer opens it');
+      // The old key's KEK cannot be made to open it by restoring the old key id.
+      const oldId = Buffer.from(rotated);
+      ct.copy(oldId, 12, 12, 28);
+      const careless: KeyRing = () => keys;
+      both(t, oldId, 'KEY_UNWRAP_FAILED', 'old key id on the new wrap', undefined, careless);
+    }
+  }
+  const ct = seal(randomBytes(10));
+  t.equal(codeOf(() => rewrapHeader(next, ct.subarray(0, HEADER_SIZE), next)), 'KEY_ID_MISMATCH', 'rewrap needs the current key');
+  t.equal(codeOf(() => rewrapHeader(keys, flip(ct, 60).subarray(0, HEADER_SIZE), next)), 'KEY_UNWRAP_FAILED', 'rewrap refuses a tampered wrap');
+  t.equal(codeOf(() => rewrapHeader(keys, flip(ct, 110).subarray(0, HEADER_SIZE), next)), 'COMMITMENT_MISMATCH', 'rewrap refuses a tampered commitment');
+  t.equal(codeOf(() => rewrapHeader(keys, ct.subarray(0, 100), next)), 'HEADER_TRUNCATED');
+});
+
+t.test('bucket keys wrapped in the config', async (t) => {
+  const other = deriveKeys(randomBytes(32));
+  const wrapped = wrapBucketKeys(keys, bk);
+  t.match(wrapped, /^[A-Za-z0-9_-]{182}$/, '136 bytes, base64url');
+  const opened = unwrapBucketKeys(keys, wrapped);
+  t.ok(opened.nameKey.equals(bk.nameKey) && opened.attrKey.equals(bk.attrKey), 'round trip');
+  t.not(wrapBucketKeys(keys, bk), wrapped, 'random nonce');
+  const forOther = wrapBucketKeys(other, bk);
+  t.ok(unwrapBucketKeys(other, forOther).nameKey.equals(bk.nameKey), 'the same bucket keys under another master key');
+  const raw = Buffer.from(wrapped, 'base64url');
+  const wrong: string[] = [];
+  for (let i = 0; i < raw.length; i++) {
+    const code = codeOf(() => unwrapBucketKeys(keys, flip(raw, i).toString('base64url')));
+    if (code !== 'KEY_UNWRAP_FAILED') wrong.push(`byte ${i}: ${code}`);
+  }
+  t.same(wrong, [], 'a flipped bit anywhere -> KEY_UNWRAP_FAILED');
+  t.equal(codeOf(() => unwrapBucketKeys(other, wrapped)), 'KEY_UNWRAP_FAILED', 'another master key');
+  // AAD = key id: an entry only opens under the key id it was wrapped for.
+  t.equal(codeOf(() => unwrapBucketKeys({ keyId: other.keyId, kek: keys.kek }, wrapped)), 'KEY_UNWRAP_FAILED', 'bound to its key id');
+  t.equal(codeOf(() => unwrapBucketKeys(keys, wrapped.slice(0, -2))), 'KEY_UNWRAP_FAILED', 'truncated');
 });
 
 for (const cipher of CIPHERS) {
@@ -343,57 +403,58 @@ t.test('a chunk moved further than the reorder search radius is reported as tamp
 t.test('object attributes', async (t) => {
   const attrs = { mode: '100644', uid: '1000', mtime: '1700000000123', 'content-type': 'text/plain' };
   const key = 'bucket/prefix/enc0/enc1';
-  const sealed = sealAttributes(keys.attrKey, key, attrs);
+  const sealed = sealAttributes(bk.attrKey, key, attrs);
   t.match(sealed, /^[A-Za-z0-9_-]+$/, 'base64url, safe as an S3 metadata value');
-  t.same(openAttributes(keys.attrKey, key, sealed), attrs, 'round trip');
-  t.not(sealAttributes(keys.attrKey, key, attrs), sealed, 'random nonce: sealing twice differs');
+  t.same(openAttributes(bk.attrKey, key, sealed), attrs, 'round trip');
+  t.not(sealAttributes(bk.attrKey, key, attrs), sealed, 'random nonce: sealing twice differs');
 
   const raw = Buffer.from(sealed, 'base64url');
   const wrong: string[] = [];
   for (let i = 0; i < raw.length; i++) {
-    const code = codeOf(() => openAttributes(keys.attrKey, key, flip(raw, i).toString('base64url')));
+    const code = codeOf(() => openAttributes(bk.attrKey, key, flip(raw, i).toString('base64url')));
     if (code !== 'ATTRIBUTES_TAMPERED') wrong.push(`byte ${i}: ${code}`);
   }
   t.same(wrong, [], `a flipped bit anywhere in the ${raw.length} sealed bytes -> ATTRIBUTES_TAMPERED`);
   const refused = (what: string, fn: () => unknown) => t.equal(codeOf(fn), 'ATTRIBUTES_TAMPERED', what);
-  refused('moved to another object key', () => openAttributes(keys.attrKey, 'bucket/prefix/enc0/other', sealed));
-  refused('moved to a key differing by a trailing slash', () => openAttributes(keys.attrKey, key + '/', sealed));
-  refused('another master key', () => openAttributes(deriveKeys(randomBytes(32)).attrKey, key, sealed));
-  refused('truncated', () => openAttributes(keys.attrKey, key, raw.subarray(0, raw.length - 1).toString('base64url')));
-  refused('nonce only', () => openAttributes(keys.attrKey, key, raw.subarray(0, 24).toString('base64url')));
-  refused('empty', () => openAttributes(keys.attrKey, key, ''));
-  refused('garbage', () => openAttributes(keys.attrKey, key, '!!!not base64!!!'));
-  refused('appended byte', () => openAttributes(keys.attrKey, key, Buffer.concat([raw, Buffer.from([0])]).toString('base64url')));
+  refused('moved to another object key', () => openAttributes(bk.attrKey, 'bucket/prefix/enc0/other', sealed));
+  refused('moved to a key differing by a trailing slash', () => openAttributes(bk.attrKey, key + '/', sealed));
+  refused('another bucket\'s attribute key', () => openAttributes(newBucketKeys().attrKey, key, sealed));
+  refused('truncated', () => openAttributes(bk.attrKey, key, raw.subarray(0, raw.length - 1).toString('base64url')));
+  refused('nonce only', () => openAttributes(bk.attrKey, key, raw.subarray(0, 24).toString('base64url')));
+  refused('empty', () => openAttributes(bk.attrKey, key, ''));
+  refused('garbage', () => openAttributes(bk.attrKey, key, '!!!not base64!!!'));
+  refused('appended byte', () => openAttributes(bk.attrKey, key, Buffer.concat([raw, Buffer.from([0])]).toString('base64url')));
   // Authentic but not a JSON object (only the key holder could produce this): still refused.
   const nonce = randomBytes(24);
-  const notMap = xchacha20poly1305(keys.attrKey, nonce, Buffer.from(key)).encrypt(Buffer.from('[1,2]'));
-  refused('authentic JSON array', () => openAttributes(keys.attrKey, key, Buffer.concat([nonce, notMap]).toString('base64url')));
-  // The attribute key is independent of the content and name keys.
-  t.notOk(keys.attrKey.equals(keys.kek), 'attribute key differs from the KEK');
+  const notMap = xchacha20poly1305(bk.attrKey, nonce, Buffer.from(key)).encrypt(Buffer.from('[1,2]'));
+  refused('authentic JSON array', () => openAttributes(bk.attrKey, key, Buffer.concat([nonce, notMap]).toString('base64url')));
+  // The attribute key is random per bucket, independent of the master key and of the name key.
+  t.notOk(bk.attrKey.equals(keys.kek), 'attribute key differs from the KEK');
+  t.notOk(bk.nameKey.subarray(0, 32).equals(bk.attrKey), 'attribute key differs from the name key');
 });
 
 t.test('names', async (t) => {
-  const enc = encryptName(keys.nameKey, 'report.pdf');
-  t.equal(decryptName(keys.nameKey, enc), 'report.pdf');
+  const enc = encryptName(bk.nameKey, 'report.pdf');
+  t.equal(decryptName(bk.nameKey, enc), 'report.pdf');
   const raw = Buffer.from(enc, 'base64url');
   const wrong: string[] = [];
   for (let i = 0; i < raw.length; i++) {
-    const code = codeOf(() => decryptName(keys.nameKey, flip(raw, i).toString('base64url')));
+    const code = codeOf(() => decryptName(bk.nameKey, flip(raw, i).toString('base64url')));
     if (code !== 'NAME_TAMPERED') wrong.push(`byte ${i}: ${code}`);
   }
   t.same(wrong, [], 'a flipped bit anywhere -> NAME_TAMPERED');
-  t.equal(codeOf(() => decryptName(deriveKeys(randomBytes(32)).nameKey, enc)), 'NAME_TAMPERED', 'another master key');
-  t.equal(codeOf(() => decryptName(keys.nameKey, raw.subarray(0, raw.length - 1).toString('base64url'))), 'NAME_TAMPERED', 'last byte dropped');
-  t.equal(codeOf(() => decryptName(keys.nameKey, Buffer.concat([raw, Buffer.from([0])]).toString('base64url'))), 'NAME_TAMPERED', 'byte appended');
+  t.equal(codeOf(() => decryptName(newBucketKeys().nameKey, enc)), 'NAME_TAMPERED', 'another bucket\'s name key');
+  t.equal(codeOf(() => decryptName(bk.nameKey, raw.subarray(0, raw.length - 1).toString('base64url'))), 'NAME_TAMPERED', 'last byte dropped');
+  t.equal(codeOf(() => decryptName(bk.nameKey, Buffer.concat([raw, Buffer.from([0])]).toString('base64url'))), 'NAME_TAMPERED', 'byte appended');
   // 'report.pdf' seals to 26 bytes = 35 characters with 2 unused low bits in the last one. Setting
   // them spells the same bytes differently: refused, so one name has exactly one encrypted spelling.
   t.equal(enc.length, 35);
   const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
   const respelled = enc.slice(0, -1) + alphabet[alphabet.indexOf(enc.at(-1)!) ^ 1];
   t.ok(Buffer.from(respelled, 'base64url').equals(raw), 'non-canonical spelling decodes to the same bytes');
-  t.equal(codeOf(() => decryptName(keys.nameKey, respelled)), 'NAME_INVALID', 'non-canonical spelling refused');
+  t.equal(codeOf(() => decryptName(bk.nameKey, respelled)), 'NAME_INVALID', 'non-canonical spelling refused');
   // Documented limitation: each segment is sealed alone, with no associated data, so segments can be
   // moved between directories without detection. Only content and attributes are bound to the key.
-  const moved = encryptPath(keys.nameKey, 'a/b').split('/').reverse().join('/');
-  t.equal(decryptPath(keys.nameKey, moved), 'b/a', 'segments swapped between levels decrypt (not detected by design)');
+  const moved = encryptPath(bk.nameKey, 'a/b').split('/').reverse().join('/');
+  t.equal(decryptPath(bk.nameKey, moved), 'b/a', 'segments swapped between levels decrypt (not detected by design)');
 });

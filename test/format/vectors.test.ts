@@ -6,9 +6,9 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import {
-  ciphertextSize, COMMITMENT_OFFSET, decodeHeader, decryptBuffer, deriveKeys, deriveObjectKeys, decryptName,
-  decryptPath, encryptName, encryptPath, HEADER_SIZE, newObjectCipher, ObjectSealer, openAttributes,
-  openObjectHeader, plaintextSize, type CipherName,
+  ciphertextSize, decodeHeader, decryptBuffer, deriveKeys, deriveObjectKeys, decryptName,
+  decryptPath, encryptName, encryptPath, HEADER_SIZE, IMMUTABLE_END, newObjectCipher, ObjectSealer, openAttributes,
+  openObjectHeader, plaintextSize, rewrapHeader, unwrapBucketKeys, wrapBucketKeys, type CipherName,
 } from '../../src/format/index.js';
 
 interface ObjectVector {
@@ -17,7 +17,13 @@ interface ObjectVector {
 }
 interface Vectors {
   masterKey: string;
-  derived: { keyId: string; kek: string; nameKey: string; attrKey: string };
+  derived: { keyId: string; kek: string };
+  bucketKeys: { nameKey: string; attrKey: string; nonce: string; wrapped: string };
+  rotation: {
+    masterKey: string; derived: { keyId: string; kek: string };
+    object: { cipher: CipherName; plaintextLength: number; wrapNonce: string; header: string };
+    bucketKeysNonce: string; wrappedBucketKeys: string;
+  };
   objects: ObjectVector[];
   names: { plain: string; encrypted: string }[];
   paths: { plain: string; encrypted: string }[];
@@ -28,13 +34,25 @@ interface Vectors {
 const v = JSON.parse(readFileSync(new URL('../vectors/format-v1.json', import.meta.url), 'utf8')) as Vectors;
 const hex = (s: string) => Buffer.from(s, 'hex');
 const keys = deriveKeys(hex(v.masterKey));
+const bucketKeys = { nameKey: hex(v.bucketKeys.nameKey), attrKey: hex(v.bucketKeys.attrKey) };
+/** A rand() handing out `values` in order. */
+const queued = (...values: Buffer[]) => (n: number) => {
+  const next = values.shift();
+  if (!next || next.length !== n) throw new Error(`unexpected rand(${n})`);
+  return Buffer.from(next);
+};
 const plaintext = (n: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + 3) % 251));
 
 t.test('derived keys', async (t) => {
   t.equal(keys.keyId.toString('hex'), v.derived.keyId, 'key id');
   t.equal(keys.kek.toString('hex'), v.derived.kek, 'kek');
-  t.equal(keys.nameKey.toString('hex'), v.derived.nameKey, 'name key');
-  t.equal(keys.attrKey.toString('hex'), v.derived.attrKey, 'attribute key');
+});
+
+t.test('bucket keys wrapped for the config', async (t) => {
+  const opened = unwrapBucketKeys(keys, v.bucketKeys.wrapped);
+  t.equal(opened.nameKey.toString('hex'), v.bucketKeys.nameKey, 'name key');
+  t.equal(opened.attrKey.toString('hex'), v.bucketKeys.attrKey, 'attribute key');
+  t.equal(wrapBucketKeys(keys, bucketKeys, queued(hex(v.bucketKeys.nonce))), v.bucketKeys.wrapped, 'wrapping again with the recorded nonce is identical');
 });
 
 t.test('coverage of the vector set', async (t) => {
@@ -57,7 +75,7 @@ for (const o of v.objects) {
     t.equal(h.keyId.toString('hex'), v.derived.keyId);
     t.equal(h.wrapNonce.toString('hex'), o.wrapNonce);
     t.equal(h.commitment.toString('hex'), o.commitment);
-    const derived = deriveObjectKeys(hex(o.dataKey), ct.subarray(0, COMMITMENT_OFFSET));
+    const derived = deriveObjectKeys(hex(o.dataKey), ct.subarray(0, IMMUTABLE_END));
     t.equal(derived.contentKey.toString('hex'), o.contentKey, 'content key');
     t.equal(derived.commitment.toString('hex'), o.commitment, 'commitment');
 
@@ -82,19 +100,37 @@ for (const o of v.objects) {
 
 t.test('names and paths', async (t) => {
   for (const n of v.names) {
-    t.equal(encryptName(keys.nameKey, n.plain), n.encrypted, `encrypt ${n.plain.slice(0, 20)}`);
-    t.equal(decryptName(keys.nameKey, n.encrypted), n.plain, `decrypt ${n.plain.slice(0, 20)}`);
+    t.equal(encryptName(bucketKeys.nameKey, n.plain), n.encrypted, `encrypt ${n.plain.slice(0, 20)}`);
+    t.equal(decryptName(bucketKeys.nameKey, n.encrypted), n.plain, `decrypt ${n.plain.slice(0, 20)}`);
   }
   for (const p of v.paths) {
-    t.equal(encryptPath(keys.nameKey, p.plain), p.encrypted, `encrypt ${p.plain}`);
-    t.equal(decryptPath(keys.nameKey, p.encrypted), p.plain, `decrypt ${p.plain}`);
+    t.equal(encryptPath(bucketKeys.nameKey, p.plain), p.encrypted, `encrypt ${p.plain}`);
+    t.equal(decryptPath(bucketKeys.nameKey, p.encrypted), p.plain, `decrypt ${p.plain}`);
   }
+});
+
+t.test('key rotation: re-wrapped header, unchanged chunks, same bucket keys', async (t) => {
+  const r = v.rotation;
+  const keys2 = deriveKeys(hex(r.masterKey));
+  t.equal(keys2.keyId.toString('hex'), r.derived.keyId, 'second key id');
+  t.equal(keys2.kek.toString('hex'), r.derived.kek, 'second kek');
+  const source = v.objects.find((o) => o.cipher === r.object.cipher && o.plaintextLength === r.object.plaintextLength)!;
+  const ct = hex(source.ciphertext);
+  const header = rewrapHeader(keys, ct.subarray(0, HEADER_SIZE), keys2, queued(hex(r.object.wrapNonce)));
+  t.equal(header.toString('hex'), r.object.header, 're-wrapping with the recorded nonce is identical');
+  const rotated = Buffer.concat([header, ct.subarray(HEADER_SIZE)]);
+  t.ok(decryptBuffer(keys2, rotated).equals(plaintext(source.plaintextLength)), 'new header on the old chunks decrypts under the new key');
+  const both = (id: Buffer) => [keys, keys2].find((k) => k.keyId.equals(id));
+  t.ok(decryptBuffer(both, ct).equals(decryptBuffer(both, rotated)), 'both versions decrypt the same during rotation');
+  const opened = unwrapBucketKeys(keys2, r.wrappedBucketKeys);
+  t.ok(opened.nameKey.equals(bucketKeys.nameKey) && opened.attrKey.equals(bucketKeys.attrKey), 'the same bucket keys under the new master key');
+  t.equal(wrapBucketKeys(keys2, bucketKeys, queued(hex(r.bucketKeysNonce))), r.wrappedBucketKeys, 'identical with the recorded nonce');
 });
 
 t.test('attributes (random nonce in use: decryption of stored values only)', async (t) => {
   t.equal(v.attributesMetadataKey, 'x-amz-meta-s3cf-attrs');
   for (const a of v.attributes) {
-    t.same(openAttributes(keys.attrKey, a.objectKey, a.sealed), a.attributes, a.objectKey);
+    t.same(openAttributes(bucketKeys.attrKey, a.objectKey, a.sealed), a.attributes, a.objectKey);
     t.equal(Buffer.from(a.sealed, 'base64url').subarray(0, 24).toString('hex'), a.nonce, 'nonce leads the value');
   }
 });
