@@ -21,6 +21,8 @@ if [[ $mode == test ]]; then
   # libfuse3-dev/libfuse-dev, build-essential, pkg-config, python3: native FUSE bindings (node-gyp).
   # rsync, fio, git, rclone, awscli: end-to-end tests against the mount and the S3 gateway.
   packages+=(libfuse3-dev libfuse-dev build-essential pkg-config python3 rsync fio git rclone awscli)
+  # ruby-aws-sdk-s3, golang-go, golang-github-aws-aws-sdk-go-dev: AWS S3 Encryption Client interop tests (test/aws-cse).
+  packages+=(ruby-aws-sdk-s3 golang-go golang-github-aws-aws-sdk-go-dev)
 fi
 
 node_ok() {

@@ -8,6 +8,7 @@ import { CONFIG_OBJECT_NAME, parseConfig, type BucketConfig } from '../format/co
 import { loadKeys } from '../keys/index.js';
 import { isStoreError } from '../store/errors.js';
 import type { ObjectStore } from '../store/store.js';
+import { awsCseOptions } from './options.js';
 import type { Runtime } from './runtime.js';
 import { formatS3Url, type S3Url } from './s3url.js';
 
@@ -79,6 +80,7 @@ export async function openBucket(rt: Runtime, url: S3Url, kind: 'file' | 'dir'):
     prefix,
     keys,
     config,
+    awsCse: await awsCseOptions(rt),
     onWarning: (w) => {
       warnings.push(w);
       rt.log.debug({ warning: w.code, key: w.key }, w.message);

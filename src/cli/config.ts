@@ -35,6 +35,11 @@ export const SETTINGS = {
   'chunk-size': { kind: 'size' },
   'encrypt-names': { kind: 'boolean' },
   'kdf-n': { kind: 'integer' },
+  'aws-cse-key-file': { kind: 'path', env: ['S3CRYPTFS_AWS_CSE_KEY_FILE'] },
+  'aws-cse-rsa-key': { kind: 'path', env: ['S3CRYPTFS_AWS_CSE_RSA_KEY'] },
+  'aws-cse-kms-key-id': { kind: 'string', env: ['S3CRYPTFS_AWS_CSE_KMS_KEY_ID'] },
+  'aws-kms-endpoint': { kind: 'string', env: ['AWS_ENDPOINT_URL_KMS'] },
+  format: { kind: 'string', env: ['S3CRYPTFS_FORMAT'] },
 } as const satisfies Record<string, SettingSpec>;
 
 export type SettingName = keyof typeof SETTINGS;

@@ -15,6 +15,7 @@ import { loadKeys } from '../keys/index.js';
 import { candidatePrefixes, readBucketConfig } from './bucket.js';
 import type { Args, CliCommand } from './command.js';
 import { parseSize } from './config.js';
+import { awsCseOptions } from './options.js';
 import { CliError } from './errors.js';
 import { classifyError, ExitCode } from './exit-codes.js';
 import type { Runtime } from './runtime.js';
@@ -121,7 +122,7 @@ async function openEngine(rt: Runtime, bucket: string, key: string, cacheBytes: 
     throw new EngineError('WRONG_KEY', `wrong key for ${formatS3Url(bucket, prefix)}: ${source.describe()} has key id ${keyId}, the bucket expects ${config.keyIds.join(' or ')}`);
   }
   const engine = await Engine.open({
-    store, bucket, prefix, keys, config, cacheBytes,
+    store, bucket, prefix, keys, config, cacheBytes, awsCse: await awsCseOptions(rt),
     onWarning: (w: EngineWarning) => rt.log.debug({ warning: w.code, key: w.key }, w.message),
   });
   const rest = (key.endsWith('/') || key === '' ? key : key + '/').slice(prefix.length).replace(/\/+$/, '');

@@ -1,11 +1,17 @@
 /** Option definitions shared by several commands. Defaults are applied in config.ts, not by yargs. */
 import type { Argv, Options } from 'yargs';
 import { DEFAULT_CHUNK_SIZE, DEFAULT_CIPHER } from '../format/config.js';
+import { AwsCseConfigError, loadAwsCseOptions } from '../engine/aws-cse/options.js';
+import type { AwsCseOptions } from '../engine/aws-cse/index.js';
 import { DEFAULT_CONCURRENCY } from './config.js';
+import { CliError } from './errors.js';
+import { ExitCode } from './exit-codes.js';
+import type { Runtime } from './runtime.js';
 
 export const S3_GROUP = 'S3 options:';
 export const KEY_GROUP = 'Key options:';
 export const GENERAL_GROUP = 'General options:';
+export const AWS_CSE_GROUP = 'AWS S3 Encryption Client interop (docs/aws-cse.md):';
 
 /** Global options: valid for every command and shown in every command's --help. */
 export const GLOBAL_OPTIONS: Record<string, Options> = {
@@ -32,6 +38,37 @@ export const GLOBAL_OPTIONS: Record<string, Options> = {
     type: 'string',
     group: KEY_GROUP,
     describe: 'File holding a passphrase (scrypt) [env: S3CRYPTFS_PASSPHRASE_FILE]',
+    requiresArg: true,
+  },
+  'aws-cse-key-file': {
+    type: 'string',
+    group: AWS_CSE_GROUP,
+    describe: 'Raw 32-byte AES master key of AWS S3EC objects (reads AES/ECB, AESWrap, AES/GCM wraps; writes AES/GCM)',
+    requiresArg: true,
+  },
+  'aws-cse-rsa-key': {
+    type: 'string',
+    group: AWS_CSE_GROUP,
+    describe: 'PEM RSA private key of AWS S3EC objects (reads RSA-OAEP-SHA1 and V1 RSA; writes RSA-OAEP-SHA1)',
+    requiresArg: true,
+  },
+  'aws-cse-kms-key-id': {
+    type: 'string',
+    group: AWS_CSE_GROUP,
+    describe: 'AWS KMS key id/ARN/alias of AWS S3EC objects (reads kms, kms+context; writes kms+context)',
+    requiresArg: true,
+  },
+  'aws-kms-endpoint': {
+    type: 'string',
+    group: AWS_CSE_GROUP,
+    describe: 'AWS KMS endpoint URL [env: AWS_ENDPOINT_URL_KMS; default: AWS]',
+    requiresArg: true,
+  },
+  format: {
+    type: 'string',
+    group: AWS_CSE_GROUP,
+    choices: ['native', 'aws-cse-v2'],
+    describe: 'Format new objects are written in: s3cryptfs (native) or the AWS S3 Encryption Client V2 (AES/GCM) [default: native]',
     requiresArg: true,
   },
   config: {
@@ -73,4 +110,21 @@ export const INIT_OPTIONS: Record<string, Options> = {
 
 export function withOptions<T>(y: Argv<T>, options: Record<string, Options>): Argv<T> {
   return y.options(options) as Argv<T>;
+}
+
+/** The --aws-cse-* settings as engine options (undefined when none is given). */
+export async function awsCseOptions(rt: Runtime): Promise<AwsCseOptions | undefined> {
+  try {
+    return await loadAwsCseOptions({
+      keyFile: rt.setting<string>('aws-cse-key-file'),
+      rsaKeyFile: rt.setting<string>('aws-cse-rsa-key'),
+      kmsKeyId: rt.setting<string>('aws-cse-kms-key-id'),
+      kmsEndpoint: rt.setting<string>('aws-kms-endpoint'),
+      region: rt.setting<string>('region'),
+      format: rt.setting<string>('format'),
+    });
+  } catch (err) {
+    if (err instanceof AwsCseConfigError) throw new CliError(ExitCode.USAGE, err.message);
+    throw err;
+  }
 }

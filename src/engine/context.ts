@@ -1,5 +1,6 @@
 /** What the engine's modules share: store, bucket, keys, codecs, caches and counters. */
 import type { BucketConfig, BucketKeys, DerivedKeys, KeyRing } from '../format/index.js';
+import type { AwsCse } from './aws-cse/index.js';
 import type { ChunkCache } from './chunk-cache.js';
 import type { PathCodec } from './paths.js';
 import type { EngineStats } from './stats.js';
@@ -30,4 +31,6 @@ export interface EngineContext {
   readonly uploadConcurrency: number;
   readonly readaheadMaxBytes: number;
   readonly warn: (w: EngineWarning) => void;
+  /** AWS S3 Encryption Client objects (set when S3EC keys are configured; plain-name stores only). */
+  cse?: AwsCse;
 }

@@ -9,6 +9,7 @@ import {
 } from '../format/index.js';
 import { isStoreError } from '../store/errors.js';
 import { attributesMetadata, readAttributes } from './attributes.js';
+import { AwsCse, type AwsCseOptions, type CseFacts } from './aws-cse/index.js';
 import { ChunkCache } from './chunk-cache.js';
 import type { EngineContext, EngineWarning } from './context.js';
 import { EngineError } from './errors.js';
@@ -52,6 +53,8 @@ export interface EngineOptions {
   config?: BucketConfig;
   /** Receives entries a listing skipped. */
   onWarning?: (w: EngineWarning) => void;
+  /** AWS S3 Encryption Client objects alongside ours (docs/aws-cse.md); needs a plain-name store. */
+  awsCse?: AwsCseOptions;
 }
 
 export interface CopyOptions {
@@ -108,6 +111,10 @@ export class Engine {
       readaheadMaxBytes: Math.max(0, opts.readaheadMaxBytes ?? DEFAULT_READAHEAD_MAX_BYTES),
       warn: opts.onWarning ?? (() => {}),
     };
+    if (opts.awsCse) {
+      if (config.names === 'plain') ctx.cse = new AwsCse(ctx, opts.awsCse);
+      else if (opts.awsCse.writeFormat === 'aws-cse-v2') throw new EngineError('INVALID_PATH', 'the AWS S3 Encryption Client format needs a store with plain names (s3cryptfs init --no-encrypt-names): the AWS SDKs find objects by their plaintext key');
+    }
     return new Engine(ctx);
   }
 
@@ -134,9 +141,10 @@ export class Engine {
     const key = this.ctx.paths.fileKey(path);
     const info = await this.ctx.store.head(this.bucket, key);
     if (!info) return null;
+    const cse = await this.ctx.cse?.classify(key, info);
     return {
       path,
-      size: this.plainSize(path, info.size),
+      size: cse ? cse.plainSize : this.plainSize(path, info.size),
       etag: info.etag,
       lastModified: info.lastModified,
       attributes: readAttributes(this.ctx, key, info.metadata),
@@ -146,11 +154,14 @@ export class Engine {
   /** Random-access reader of the current version (or of the version described by `known`, skipping the HEAD). */
   async openReader(path: string, known?: { size: number; etag: string }): Promise<ObjectReader> {
     const key = this.ctx.paths.fileKey(path);
+    const cseReader = await this.ctx.cse?.openReader(path, key, known?.etag);
+    if (cseReader) return cseReader;
     const info = known ?? (await this.headOrThrow(path, key));
     return new EngineReader(this.ctx, path, key, info.etag, this.plainSize(path, info.size));
   }
 
   createWriter(path: string, opts?: WriteOptions): ObjectWriter {
+    if (this.ctx.cse?.writesCse) return this.ctx.cse.createWriter(path, this.ctx.paths.fileKey(path), opts);
     return new EngineWriter(this.ctx, path, this.ctx.paths.fileKey(path), opts);
   }
 
@@ -173,6 +184,8 @@ export class Engine {
 
   /** Verified plaintext stream of the whole object or of [start, end) (end exclusive). */
   readStream(path: string, opts?: ReadStreamOptions): Readable {
+    const cse = this.ctx.cse;
+    if (cse) return cse.readStream(path, this.ctx.paths.fileKey(path), opts ?? {}, () => openReadStream(this.ctx, path, this.ctx.paths.fileKey(path), opts));
     return openReadStream(this.ctx, path, this.ctx.paths.fileKey(path), opts);
   }
 
@@ -215,10 +228,12 @@ export class Engine {
     const srcKey = this.ctx.paths.fileKey(src);
     const dstKey = this.ctx.paths.fileKey(dst);
     const info = await this.headOrThrow(src, srcKey);
-    this.plainSize(src, info.size);
+    const cse = await this.ctx.cse?.classify(srcKey, info);
+    if (!cse) this.plainSize(src, info.size);
     const attrs = opts.attributes ?? readAttributes(this.ctx, srcKey, info.metadata);
+    if (cse) await this.ctx.cse!.copyInstruction(cse, dstKey);
     return this.ctx.store.copy(this.bucket, srcKey, dstKey, {
-      metadata: attributesMetadata(this.ctx, dstKey, attrs),
+      metadata: { ...(cse ? this.ctx.cse!.envelopeMetadata(cse) : {}), ...attributesMetadata(this.ctx, dstKey, attrs) },
       metadataDirective: 'REPLACE',
       contentType: OBJECT_CONTENT_TYPE,
       sourceSize: info.size,
@@ -233,19 +248,29 @@ export class Engine {
   }
 
   async delete(path: string): Promise<void> {
-    await this.ctx.store.delete(this.bucket, this.ctx.paths.fileKey(path));
+    const key = this.ctx.paths.fileKey(path);
+    await Promise.all([key, ...(this.ctx.cse?.companions(key) ?? [])].map((k) => this.ctx.store.delete(this.bucket, k)));
   }
 
   /** Deletes in batches; returns the paths that could not be deleted. */
   async deleteMany(paths: string[]): Promise<{ errors: { path: string; message: string }[] }> {
     const byKey = new Map(paths.map((p) => [this.ctx.paths.fileKey(p), p]));
-    const { errors } = await this.ctx.store.deleteMany(this.bucket, [...byKey.keys()]);
+    const companions = this.ctx.cse ? [...byKey.keys()].flatMap((k) => this.ctx.cse!.companions(k)) : [];
+    const { errors } = await this.ctx.store.deleteMany(this.bucket, [...byKey.keys(), ...companions]);
     return { errors: errors.map((e) => ({ path: byKey.get(e.key) ?? e.key, message: e.message ?? e.code ?? 'delete failed' })) };
   }
 
   /** Replaces the attributes (a copy of the object onto itself). */
   async setAttributes(path: string, attrs: Record<string, string>): Promise<void> {
     await this.copy(path, path, { attributes: attrs });
+  }
+
+  /** S3 Encryption Client facts of an object, or null when it is in our own format (or missing). */
+  async awsCseFacts(path: string): Promise<CseFacts | null> {
+    const cse = this.ctx.cse;
+    if (!cse) return null;
+    const found = await cse.head(this.ctx.paths.fileKey(path));
+    return found?.obj ? cse.facts(found.obj) : null;
   }
 
   private async headOrThrow(path: string, key: string): Promise<StoreObjectInfo> {

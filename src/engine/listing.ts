@@ -27,6 +27,8 @@ export async function listPage(ctx: EngineContext, dir: string, opts: ListOption
     continuationToken: opts.token,
     maxKeys: opts.maxKeys,
   });
+  // AWS S3 Encryption Client objects: plaintext sizes from their metadata, instruction files hidden.
+  const cse = ctx.cse ? await ctx.cse.classifyListing(page.objects, (key, message) => warn({ code: 'INVALID_SIZE', key, message })) : null;
   const files: EntryInfo[] = [];
   const dirs: string[] = [];
   const decode = (key: string): string | null => {
@@ -47,7 +49,8 @@ export async function listPage(ctx: EngineContext, dir: string, opts: ListOption
     }
     const path = decode(obj.key);
     if (path === null) continue;
-    const size = plaintextSize(obj.size, ctx.config.chunkSize);
+    if (cse?.skip.has(obj.key)) continue;
+    const size = cse?.sizes.get(obj.key) ?? plaintextSize(obj.size, ctx.config.chunkSize);
     if (size === null) {
       warn({ code: 'INVALID_SIZE', key: obj.key, message: `skipping "${path}": ${obj.size} bytes is not a valid encrypted object size` });
       continue;

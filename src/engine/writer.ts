@@ -19,8 +19,19 @@ const MAX_PARTS = 10_000;
 
 type State = 'open' | 'closing' | 'closed' | 'failed';
 
+/**
+ * Another object encoding (the AWS S3 Encryption Client format, src/engine/aws-cse/): the writer then
+ * encrypts with `push`/`finish` instead of our chunk sealer, and adds `metadata` to the object's.
+ */
+export interface WriterCodec {
+  push(data: Uint8Array): Buffer[];
+  finish(): Buffer[];
+  /** Extra object metadata; `complete` is true (with the final plaintext size) for a single PUT. */
+  metadata(complete: boolean, plainBytes: number): Record<string, string>;
+}
+
 export class EngineWriter implements ObjectWriter {
-  private readonly sealer: ObjectSealer;
+  private readonly sealer: Pick<ObjectSealer, 'push' | 'finish'>;
   private readonly metadata: Record<string, string> | undefined;
   /** The part being filled, and how much of it is. */
   private part: Buffer | null = null;
@@ -40,9 +51,12 @@ export class EngineWriter implements ObjectWriter {
   private readonly onAbortSignal: (() => void) | null = null;
   bytesWritten = 0;
 
-  constructor(private readonly ctx: EngineContext, readonly path: string, readonly key: string, private readonly opts: WriteOptions = {}) {
+  constructor(
+    private readonly ctx: EngineContext, readonly path: string, readonly key: string, private readonly opts: WriteOptions = {},
+    private readonly codec?: WriterCodec,
+  ) {
     const { config, keys } = ctx;
-    this.sealer = new ObjectSealer(newObjectCipher(keys, { cipher: config.cipher, chunkSize: config.chunkSize }));
+    this.sealer = codec ?? new ObjectSealer(newObjectCipher(keys, { cipher: config.cipher, chunkSize: config.chunkSize }));
     this.metadata = opts.attributes ? attributesMetadata(ctx, key, opts.attributes) : undefined;
     const signal = opts.signal;
     if (signal) {
@@ -140,7 +154,7 @@ export class EngineWriter implements ObjectWriter {
 
   private async putSingle(): Promise<string> {
     const body = this.part!.subarray(0, this.filled);
-    const { etag } = await this.ctx.store.put(this.ctx.bucket, this.key, body, { metadata: this.metadata, contentType: CONTENT_TYPE });
+    const { etag } = await this.ctx.store.put(this.ctx.bucket, this.key, body, { metadata: this.objectMetadata(true), contentType: CONTENT_TYPE });
     this.ctx.stats.singlePutUploads++;
     this.ctx.stats.bytesUploaded += body.length;
     return etag;
@@ -150,7 +164,7 @@ export class EngineWriter implements ObjectWriter {
   private async uploadPart(body: Buffer, buffer: Buffer): Promise<void> {
     const { store, bucket, stats } = this.ctx;
     if (this.uploadId === null) {
-      this.creating ??= store.createMultipart(bucket, this.key, { metadata: this.metadata, contentType: CONTENT_TYPE });
+      this.creating ??= store.createMultipart(bucket, this.key, { metadata: this.objectMetadata(false), contentType: CONTENT_TYPE });
       this.uploadId = await this.creating;
       stats.multipartUploads++;
     }
@@ -178,6 +192,11 @@ export class EngineWriter implements ObjectWriter {
     })();
     this.inflight.add(upload);
     void upload.finally(() => this.inflight.delete(upload));
+  }
+
+  private objectMetadata(complete: boolean): Record<string, string> | undefined {
+    if (!this.codec) return this.metadata;
+    return { ...this.codec.metadata(complete, this.bytesWritten), ...this.metadata };
   }
 
   /** Records the first failure and starts the cleanup: cancel parts, abort the multipart upload. */
