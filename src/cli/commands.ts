@@ -2,6 +2,7 @@
 import { catCommand } from './cat.js';
 import type { CliCommand } from './command.js';
 import { demoCommand } from './demo.js';
+import { gcCommand } from './gc.js';
 import { getCommand } from './get.js';
 import { initCommand } from './init.js';
 import { keygenCommand } from './keygen.js';
@@ -9,6 +10,7 @@ import { lsCommand } from './ls.js';
 import { mountCommand } from './mount.js';
 import { putCommand } from './put.js';
 import { rmCommand } from './rm.js';
+import { rotateKeyCommand } from './rotate-key.js';
 import { statCommand } from './stat.js';
 import { verifyCommand } from './verify.js';
 
@@ -22,6 +24,8 @@ export const COMMANDS: CliCommand[] = [
   rmCommand,
   statCommand,
   verifyCommand,
+  rotateKeyCommand,
+  gcCommand,
   mountCommand,
   demoCommand,
 ];
