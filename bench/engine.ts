@@ -2,7 +2,8 @@
  * Engine throughput against plain S3: PUT and GET of one large object through the engine
  * (encrypt + multipart, verified streaming decrypt) and the same transfer with @aws-sdk/client-s3
  * alone (multipart with the same part size and concurrency, plain GetObject stream), against s3rver
- * in a child process. Reports MB/s, CPU seconds of this process per GiB and peak RSS per phase.
+ * in a child process, and the same through the AWS S3 Encryption Client format (V2 AES/GCM, "aws-gcm").
+ * Reports MB/s, CPU seconds of this process per GiB and peak RSS per phase.
  *
  *   npm run bench:engine -- [--size MiB] [--part MiB] [--concurrency N] [--rounds N]
  *                           [--cipher chacha20-poly1305|aes-256-gcm] [--chunk KiB]
@@ -147,6 +148,13 @@ async function main(): Promise<void> {
     const config: BucketConfig = newBucketConfig(keys, { cipher: CIPHER, chunkSize: CHUNK, names: 'aes-siv' });
     await Engine.init(store, 'bench', 'enc', config);
     const engine = await Engine.open({ store, bucket: 'bench', prefix: 'enc', keys, config, partSize: PART, uploadConcurrency: CONCURRENCY });
+    // The AWS S3 Encryption Client format (V2, AES/GCM content, AES/GCM-wrapped data key) in a plain-name store.
+    const cseConfig: BucketConfig = newBucketConfig(keys, { cipher: CIPHER, chunkSize: CHUNK, names: 'plain' });
+    await Engine.init(store, 'bench', 'cse', cseConfig);
+    const gcmEngine = await Engine.open({
+      store, bucket: 'bench', prefix: 'cse', keys, config: cseConfig, partSize: PART, uploadConcurrency: CONCURRENCY,
+      awsCse: { aesKey: randomBytes(32), writeFormat: 'aws-cse-v2' },
+    });
     gc();
     baselineRss = process.memoryUsage().rss;
     process.stderr.write(`s3cryptfs engine bench: ${SIZE / MiB} MiB, part ${PART / MiB} MiB, concurrency ${CONCURRENCY}, ${config.cipher}, chunk ${CHUNK / 1024} KiB, node ${process.version}\n`);
@@ -163,6 +171,15 @@ async function main(): Promise<void> {
       results.push(await measure('engine get', async () => {
         const n = await drain(engine.readStream('data.bin'));
         if (n !== SIZE) throw new Error(`engine GET returned ${n} bytes`);
+      }));
+      results.push(await measure('aws-gcm put', async () => {
+        const w = gcmEngine.createWriter('data.bin');
+        for (const piece of source(SIZE)) await w.write(piece);
+        await w.close();
+      }));
+      results.push(await measure('aws-gcm get', async () => {
+        const n = await drain(gcmEngine.readStream('data.bin'));
+        if (n !== SIZE) throw new Error(`aws-gcm GET returned ${n} bytes`);
       }));
     }
     report(results);
@@ -199,6 +216,11 @@ function report(results: Result[]): void {
       `CPU ${(e.cpuSeconds / p.cpuSeconds).toFixed(2)}x, peak RSS ${(e.peakRss / MiB).toFixed(0)} MiB ` +
       `(goal <= 200: ${e.peakRss <= 200 * MiB ? 'met' : 'NOT met'})`,
     );
+  }
+  for (const op of ['put', 'get']) {
+    const a = g(`aws-gcm ${op}`);
+    const e = g(`engine ${op}`);
+    console.log(`${op}: aws-gcm/engine throughput ${(e.seconds / a.seconds).toFixed(2)}, CPU ${(a.cpuSeconds / e.cpuSeconds).toFixed(2)}x (AWS S3EC V2 AES/GCM vs native ${CIPHER})`);
   }
 }
 
