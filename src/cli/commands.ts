@@ -3,6 +3,7 @@ import { catCommand } from './cat.js';
 import type { CliCommand } from './command.js';
 import { demoCommand } from './demo.js';
 import { gcCommand } from './gc.js';
+import { gcCommand } from './gc.js';
 import { getCommand } from './get.js';
 import { initCommand } from './init.js';
 import { keygenCommand } from './keygen.js';
@@ -10,6 +11,7 @@ import { lsCommand } from './ls.js';
 import { mountCommand } from './mount.js';
 import { putCommand } from './put.js';
 import { rmCommand } from './rm.js';
+import { rotateKeyCommand } from './rotate-key.js';
 import { rotateKeyCommand } from './rotate-key.js';
 import { statCommand } from './stat.js';
 import { verifyCommand } from './verify.js';
@@ -24,6 +26,8 @@ export const COMMANDS: CliCommand[] = [
   rmCommand,
   statCommand,
   verifyCommand,
+  rotateKeyCommand,
+  gcCommand,
   rotateKeyCommand,
   gcCommand,
   mountCommand,
