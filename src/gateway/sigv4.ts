@@ -319,7 +319,7 @@ function verifyPresigned(req: SignableRequest, headers: Map<string, string[]>, q
   if (now.getTime() > when.getTime() + expires * 1000) throw Errors.expiredPresign();
   const signedHeaders = signedText.split(';');
   if (!signedHeaders.includes('host')) throw fail('the host header must be signed');
-  const payloadHash = headers.get('x-amz-content-sha256')?.[0] ?? UNSIGNED_PAYLOAD;
+  const payloadHash = headers.get('x-amz-content-sha256')?.[0] ?? get('X-Amz-Content-Sha256') ?? UNSIGNED_PAYLOAD;
   const payload = payloadMode(payloadHash);
   if (payload.kind === 'streaming') throw Errors.invalidRequest('streaming payloads cannot be presigned');
   const scope = `${cred.date}/${cred.region}/${cred.service}/aws4_request`;
