@@ -22,7 +22,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
   // The AWS SDK's Node-version notice would break the one-line-on-stderr contract.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
-  const unknown = unknownCommand(argv);
+  const unknown = argv.includes('--get-yargs-completions') ? undefined : unknownCommand(argv);
   if (unknown !== undefined) {
     // Checked before yargs, which would print the general help for `s3cryptfs bogus --help`.
     return reportError(new CliError(ExitCode.USAGE, `unknown command "${unknown}" (see s3cryptfs --help)`), env);
@@ -41,6 +41,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
       if (err && err.name !== 'YError') throw err;
       throw new CliError(ExitCode.USAGE, `${msg || err?.message || 'invalid command line'} (see --help)`);
     })
+    .completion('completion', 'Print a bash/zsh completion script (e.g. s3cryptfs completion >> ~/.bashrc)')
     .help()
     .alias('h', 'help')
     .version(packageVersion())
@@ -75,7 +76,7 @@ export function reportError(err: unknown, env: NodeJS.ProcessEnv = process.env):
 
 /** The first positional argument when it is not a command name; undefined otherwise. */
 export function unknownCommand(argv: string[]): string | undefined {
-  const names = new Set(COMMANDS.map((c) => c.command.split(' ')[0]));
+  const names = new Set([...COMMANDS.map((c) => c.command.split(' ')[0]), 'completion']);
   const takesValue = new Set(
     Object.entries(GLOBAL_OPTIONS)
       .filter(([, o]) => o.type === 'string' || o.type === 'number')
