@@ -9,7 +9,10 @@ export type KeyErrorCode =
   | 'PASSPHRASE_EMPTY'
   | 'KDF_MISSING'          // passphrase given but the bucket was initialised with a key file
   | 'KDF_FAILED'           // scrypt refused the bucket's parameters (e.g. too much memory)
-  | 'SOURCE_UNAVAILABLE';  // a key source that is not implemented yet (memkey:)
+  | 'SOURCE_UNAVAILABLE'   // a key source that cannot be used (remote memkey:// URLs)
+  | 'KEY_SERVER_UNREACHABLE' // memkey: nothing answers on the Unix socket
+  | 'KEY_WAIT_TIMEOUT'     // memkey: no key delivered within the wait limit
+  | 'KEY_WAIT_INTERRUPTED'; // memkey: SIGINT/SIGTERM while waiting for the key
 
 export class KeyError extends Error {
   override readonly name = 'KeyError';
