@@ -24,7 +24,7 @@ import type { FsStat } from '../../src/fs/types.js';
 import { checkMountpoint } from '../fuse-native/index.js';
 import { MountError, type FsOperations, type FuseBinding, type MountHandle, type MountOptions } from '../types.js';
 import { InodeTable, joinPath, parentPath, ROOT_INO, S_IFMT, type Inode } from './inodes.js';
-import { A, F, loadAddon, type NativeAddon, type NativeSession, type NativeStats, type OpName } from './native.js';
+import { A, F, loadAddon, OpenReplyFlags, type NativeAddon, type NativeSession, type NativeStats, type OpName } from './native.js';
 
 const execFileP = promisify(execFile);
 
@@ -56,6 +56,8 @@ export interface Fuse3MountHandle extends MountHandle {
   stats(): Fuse3Stats;
   /** Resolves when the kernel connection is gone (unmounted by anyone). */
   readonly ended: Promise<void>;
+  /** False once the kernel connection is gone. */
+  connected(): Promise<boolean>;
 }
 
 export interface Fuse3Stats extends NativeStats {
@@ -266,6 +268,7 @@ class Fuse3Mount {
       mountpoint: this.mnt,
       ended: this.ended,
       stats: () => this.stats(),
+      connected: async () => !this.endedFlag,
       async unmount(opts: { lazy?: boolean } = {}) {
         if (unmounted) return;
         if (self.endedFlag) {
@@ -552,7 +555,8 @@ class Fuse3Mount {
     const h: FileHandle = { kind: 'file', inode: node, fsFh, path: p };
     const fh = this.allocHandle(h);
     this.inodes.opened(node);
-    if (!this.session.replyOpen(id, fh, 0)) {
+    // O_DIRECT: no page cache for this descriptor; its reads are synchronous requests (interruptible).
+    if (!this.session.replyOpen(id, fh, flags & fsc.O_DIRECT ? OpenReplyFlags.DIRECT_IO : 0)) {
       // Interrupted while opening: nobody will release this handle but us.
       this.handles.delete(fh);
       this.inodes.closed(node);

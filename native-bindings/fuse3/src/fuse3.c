@@ -381,7 +381,10 @@ static uint32_t begin(session_t *s, fuse_req_t req, int op, napi_value *argv) {
   return index;
 }
 
-#define SESSION(req) ((session_t *)fuse_req_userdata(req))
+/* Test sessions pass this stand-in request; it is never handed to libfuse. */
+#define FAKE_REQ ((fuse_req_t)(uintptr_t)0x10)
+static session_t *g_inject_session;
+#define SESSION(req) ((req) == FAKE_REQ ? g_inject_session : (session_t *)fuse_req_userdata(req))
 #define SCOPE_OPEN(s)        \
   napi_handle_scope hs_;     \
   napi_open_handle_scope((s)->env, &hs_)
@@ -1378,7 +1381,8 @@ static napi_value m_inject(napi_env env, napi_callback_info info) {
   double a = 0, b = 0;
   if (argc > 2) get_double(env, argv[2], &a);
   if (argc > 3) get_double(env, argv[3], &b);
-  fuse_req_t fake = (fuse_req_t)(uintptr_t)0x10; /* never dereferenced in test mode */
+  fuse_req_t fake = FAKE_REQ;
+  g_inject_session = s;
   struct fuse_file_info fi;
   memset(&fi, 0, sizeof fi);
   fi.fh = (uint64_t)(a < 0 ? 0 : a);

@@ -72,6 +72,7 @@ export interface Mounted {
   mnt: string;
   dir: string;
   fs: EncryptedFileSystem;
+  engine: Engine;
   store: MemoryStore;
   handle: MountHandle;
   unmount(): Promise<void>;
@@ -80,12 +81,24 @@ export interface Mounted {
 /** Mounts an EncryptedFileSystem over a fresh memory store with `binding`. */
 export async function mountMemory(
   t: Teardownable,
-  opts: { binding?: string; fsOptions?: FsOptions; mountOptions?: Fuse3MountOptions; fsWrap?: (fs: FsOperations) => FsOperations } = {},
+  opts: {
+    binding?: string;
+    fsOptions?: FsOptions;
+    mountOptions?: Fuse3MountOptions;
+    fsWrap?: (fs: FsOperations) => FsOperations;
+    /** Fills the store through a filesystem of its own before the mount (which then starts with cold caches). */
+    prepare?: (fs: EncryptedFileSystem, engine: Engine) => Promise<void>;
+  } = {},
 ): Promise<Mounted> {
   const dir = await mkdtemp(path.join(tmpdir(), 's3cryptfs-native-'));
   const mnt = path.join(dir, 'mnt');
   await mkdir(mnt);
   const { engine, store } = await memoryEngine();
+  if (opts.prepare) {
+    const before = await EncryptedFileSystem.create(engine, { spoolDir: dir });
+    await opts.prepare(before, engine);
+    await before.close();
+  }
   const fs = await EncryptedFileSystem.create(engine, { spoolDir: dir, ...opts.fsOptions });
   const binding = await loadBinding(opts.binding ?? 'fuse3');
   const handle = await binding.mount(mnt, opts.fsWrap ? opts.fsWrap(fs) : fs, { fsName: 'memory', ...opts.mountOptions });
@@ -104,10 +117,21 @@ export async function mountMemory(
     if (await isMounted(mnt)) await sh(`fusermount3 -u -z ${q(mnt)}`);
     await rm(dir, { recursive: true, force: true });
   });
-  return { mnt, dir, fs, store, handle, unmount };
+  return { mnt, dir, fs, engine, store, handle, unmount };
 }
 
 export async function isMounted(mnt: string): Promise<boolean> {
   const info = await readFile('/proc/self/mountinfo', 'utf8');
   return info.split('\n').some((l) => l.split(' ')[4] === mnt);
+}
+
+/** Wraps every method of `fs` (bound), replacing some: for stalling or counting calls in tests. */
+export function wrapFs(fs: FsOperations, replace: Partial<Record<keyof FsOperations, unknown>>): FsOperations {
+  const out: Record<string, unknown> = {};
+  const proto = Object.getPrototypeOf(fs) as Record<string, unknown>;
+  for (const name of Object.getOwnPropertyNames(proto)) {
+    const v = (fs as unknown as Record<string, unknown>)[name];
+    if (typeof v === 'function' && name !== 'constructor') out[name] = (v as (...a: unknown[]) => unknown).bind(fs);
+  }
+  return { ...out, ...replace } as unknown as FsOperations;
 }
