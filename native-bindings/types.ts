@@ -45,6 +45,13 @@ export interface MountHandle {
    * descriptors until they are closed); otherwise fails with EBUSY while anything is in use.
    */
   unmount(opts?: { lazy?: boolean }): Promise<void>;
+  /**
+   * False once the kernel connection is gone (after an unmount, when the last open file was
+   * closed). After a lazy unmount the kernel may never send RELEASE for the last files: their
+   * close() already got its FLUSH, then the connection is torn down. Optional: without it the
+   * unmount drain relies on RELEASE alone.
+   */
+  connected?(): Promise<boolean>;
 }
 
 export interface FuseBinding {

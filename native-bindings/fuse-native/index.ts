@@ -21,7 +21,7 @@
  */
 import { execFile } from 'node:child_process';
 import { constants as fsc } from 'node:fs';
-import { access, readFile, stat } from 'node:fs/promises';
+import { access, readdir, readFile, readlink, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -100,6 +100,7 @@ export class FuseNativeBinding implements FuseBinding {
     await checkMountpoint(mnt);
     const Fuse = loadFuseNative();
     const fuse = new Fuse(mnt, makeOps(fs, options), nativeOptions(options));
+    const fdsBefore = await fuseDeviceFds();
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new MountError('MOUNT_FAILED', `mounting ${mnt} timed out`)), MOUNT_TIMEOUT_MS);
       fuse.mount((err) => {
@@ -111,9 +112,17 @@ export class FuseNativeBinding implements FuseBinding {
         reject(new MountError(/in use/i.test(err.message) ? 'MOUNTPOINT_BUSY' : 'MOUNT_FAILED', msg, { cause: err }));
       });
     });
+    // The /dev/fuse descriptor libfuse opened for this mount: it is closed when the connection ends.
+    const before = new Set(fdsBefore);
+    const ours = (await fuseDeviceFds()).filter((fd) => !before.has(fd));
     let unmounted = false;
     return {
       mountpoint: mnt,
+      async connected() {
+        if (ours.length === 0) return true; // unknown: assume it is still there
+        const now = new Set(await fuseDeviceFds());
+        return ours.some((fd) => now.has(fd));
+      },
       async unmount(opts: { lazy?: boolean } = {}) {
         if (unmounted) return;
         if (!opts.lazy) {
@@ -132,6 +141,15 @@ export class FuseNativeBinding implements FuseBinding {
       },
     };
   }
+}
+
+/** This process's descriptors open on /dev/fuse. */
+async function fuseDeviceFds(): Promise<string[]> {
+  const out: string[] = [];
+  for (const fd of await readdir('/proc/self/fd').catch(() => [] as string[])) {
+    if ((await readlink(`/proc/self/fd/${fd}`).catch(() => '')) === '/dev/fuse') out.push(fd);
+  }
+  return out;
 }
 
 async function findFusermount(): Promise<string | null> {

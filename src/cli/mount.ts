@@ -233,7 +233,7 @@ async function shutdown(fs: EncryptedFileSystem, handle: MountHandle, why: 'sign
       code = ExitCode.GENERIC;
     }
   };
-  report(await fs.flushAll());
+  report(await fs.flushAll({ skipOpenForWriting: true }));
   if (why === 'signal') {
     try {
       await handle.unmount();
@@ -241,13 +241,15 @@ async function shutdown(fs: EncryptedFileSystem, handle: MountHandle, why: 'sign
       const open = fs.writablePaths();
       stamp(`${handle.mountpoint} is busy${open.length ? ` (${open.length} file(s) open for writing)` : ''}: detaching it and waiting up to ${Math.round(timeoutMs / 1000)} s for open files to be closed`);
       await handle.unmount({ lazy: true }).catch((err: unknown) => stamp(`lazy unmount failed: ${(err as Error).message}`));
-      const left = await fs.drain(timeoutMs);
-      if (left.length) {
-        stamp(`giving up on ${left.length} file(s) still open for writing; their unsaved changes are discarded: ${left.map((p) => '/' + p).join(', ')}`);
-        await fs.abortWrites();
-        code = ExitCode.GENERIC;
-      }
     }
+  }
+  // Detached (by us, or externally, possibly lazily): writers may still hold files open.
+  const connected = handle.connected?.bind(handle);
+  const left = await fs.drain(timeoutMs, { gone: connected ? async () => !(await connected()) : undefined });
+  if (left.length) {
+    stamp(`giving up on ${left.length} file(s) still open for writing; their unsaved changes are discarded: ${left.map((p) => '/' + p).join(', ')}`);
+    await fs.abortWrites();
+    code = ExitCode.GENERIC;
   }
   report(await fs.close());
   return code;

@@ -40,7 +40,12 @@ export class FsError extends Error {
   readonly errno: number;
 
   constructor(readonly code: ErrnoName, message?: string, options?: { cause?: unknown }) {
+    // Most of these are answers, not failures (ENOENT for every lookup of a missing name): a stack
+    // trace is rarely useful and costs more than the rest of the lookup. The cause keeps its own.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message ?? code, options);
+    Error.stackTraceLimit = limit;
     this.errno = Errno[code];
   }
 }

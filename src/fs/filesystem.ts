@@ -484,8 +484,14 @@ export class EncryptedFileSystem {
     return [...out];
   }
 
-  /** Uploads every pending change now. Failures are returned, not thrown. */
-  async flushAll(): Promise<{ path: string; error: unknown }[]> {
+  /**
+   * Uploads every pending change now. With `skipOpenForWriting`, files some descriptor still has
+   * open for writing are left alone (their writer is not done: uploading them now would store a
+   * half-written file). Failures are returned, not thrown.
+   */
+  async flushAll(opts: { skipOpenForWriting?: boolean } = {}): Promise<{ path: string; error: unknown }[]> {
+    const writing = new Set<OpenFile>();
+    if (opts.skipOpenForWriting) for (const h of this.handles.values()) if (h.writable) writing.add(h.file);
     const failures: { path: string; error: unknown }[] = [];
     await Promise.all([...this.pendingMeta.keys()].map(async (path) => {
       try {
@@ -495,7 +501,7 @@ export class EncryptedFileSystem {
       }
     }));
     await Promise.all([...new Set(this.openFiles.values())].map(async (file) => {
-      if (!file.dirty) return;
+      if (!file.dirty || writing.has(file)) return;
       try {
         await this.commit(file, () => file.flush());
       } catch (error) {
@@ -507,15 +513,19 @@ export class EncryptedFileSystem {
 
   /**
    * Waits until no file is open for writing and nothing is pending (after a lazy unmount the kernel
-   * keeps sending writes for descriptors that were open). Resolves with what is still pending when
-   * `timeoutMs` runs out.
+   * keeps sending writes for descriptors that were open), or until `gone()` says the kernel
+   * connection has ended. Resolves with what is still pending when `timeoutMs` runs out.
    */
-  async drain(timeoutMs: number, pollMs = 100): Promise<string[]> {
+  async drain(timeoutMs: number, opts: { pollMs?: number; gone?: () => Promise<boolean> } = {}): Promise<string[]> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const busy = [...new Set([...this.writablePaths(), ...this.dirtyPaths()])];
-      if (busy.length === 0 || Date.now() >= deadline) return busy;
-      await new Promise((r) => setTimeout(r, pollMs));
+      if (busy.length === 0) return [];
+      // The kernel connection is gone: every descriptor was closed (and flushed) even if its
+      // RELEASE never arrived. What is still dirty is stored by close().
+      if (opts.gone && (await opts.gone())) return [];
+      if (Date.now() >= deadline) return busy;
+      await new Promise((r) => setTimeout(r, opts.pollMs ?? 100));
     }
   }
 
@@ -920,7 +930,7 @@ export class EncryptedFileSystem {
     this.mark(to);
     this.cache.noteGone(from);
     this.cache.noteExists(to, info);
-    this.inodes.rename(from, to);
+    this.inodes.rename(from, to, false);
   }
 
   private async renameDir(from: string, to: string, targetExists: boolean): Promise<void> {

@@ -72,8 +72,15 @@ export class InodeTable {
     this.byPath.delete(path);
   }
 
-  /** Moves `from` (and, for a directory, everything below it) to `to`. */
-  rename(from: string, to: string): void {
+  /** Moves `from` (and, for a directory, everything below it when `subtree`) to `to`. */
+  rename(from: string, to: string, subtree = true): void {
+    if (!subtree) {
+      const n = this.byPath.get(from);
+      this.byPath.delete(from);
+      this.byPath.delete(to);
+      if (n !== undefined) this.byPath.set(to, n);
+      return;
+    }
     const moved: [string, number][] = [];
     for (const [p, n] of this.byPath) if (isWithin(p, from)) moved.push([p, n]);
     for (const [p] of moved) this.byPath.delete(p);
