@@ -8,6 +8,8 @@ import { getCommand } from './get.js';
 import { initCommand } from './init.js';
 import { keygenCommand } from './keygen.js';
 import { lsCommand } from './ls.js';
+import { memkeyAdminCommand } from './memkey-admin.js';
+import { memkeyServerCommand } from './memkey-server.js';
 import { mountCommand } from './mount.js';
 import { putCommand } from './put.js';
 import { rmCommand } from './rm.js';
@@ -31,5 +33,7 @@ export const COMMANDS: CliCommand[] = [
   rotateKeyCommand,
   gcCommand,
   mountCommand,
+  memkeyServerCommand,
+  memkeyAdminCommand,
   demoCommand,
 ];
