@@ -12,6 +12,7 @@ import { Engine, EngineError, type EngineWarning } from '../engine/index.js';
 import { EncryptedFileSystem } from '../fs/filesystem.js';
 import { DEFAULT_ATTR_TTL_MS, DEFAULT_DIR_TTL_MS, DEFAULT_NEGATIVE_TTL_MS, type FsOptions } from '../fs/types.js';
 import { loadKeys } from '../keys/index.js';
+import { daemonKeySource, MEMKEY_LISTEN_OPTIONS } from '../memkey/cli-support.js';
 import { candidatePrefixes, readBucketConfig } from './bucket.js';
 import type { Args, CliCommand } from './command.js';
 import { parseSize } from './config.js';
@@ -47,6 +48,7 @@ export const mountCommand: CliCommand = {
         'unmount-timeout': { type: 'number', group: MOUNT_GROUP, requiresArg: true, describe: `Seconds to wait at unmount for files still open for writing [default: ${DEFAULT_UNMOUNT_TIMEOUT_S}]` },
         fuse: { type: 'string', group: MOUNT_GROUP, choices: [...BINDING_NAMES], requiresArg: true, describe: `FUSE binding [default: ${DEFAULT_BINDING}]` },
         'fuse-debug': { type: 'boolean', group: MOUNT_GROUP, hidden: true, describe: 'Print every FUSE request' },
+        ...MEMKEY_LISTEN_OPTIONS,
       })
       .example('$0 mount s3://my-bucket ~/vault', 'mount in the foreground (Ctrl-C unmounts)')
       .example('$0 mount --daemon s3://my-bucket/team ~/team', 'mount in the background; `fusermount -u ~/team` unmounts'),
@@ -116,7 +118,7 @@ async function openEngine(rt: Runtime, bucket: string, key: string, cacheBytes: 
   }
   const prefix = candidates[i];
   const config = configs[i]!;
-  const source = rt.keySource();
+  const source = daemonKeySource(rt, config.keyIds);
   const { keys, keyId } = await loadKeys(source, config);
   if (!config.keyIds.includes(keyId)) {
     throw new EngineError('WRONG_KEY', `wrong key for ${formatS3Url(bucket, prefix)}: ${source.describe()} has key id ${keyId}, the bucket expects ${config.keyIds.join(' or ')}`);
