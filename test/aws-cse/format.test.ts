@@ -2,11 +2,22 @@
 // GCM-as-CTR ranged decryption, envelope parsing, and V3 (key commitment) vectors derived from the
 // published specification with an independent HKDF (RFC 5869) written out here.
 import { createCipheriv, createHmac, generateKeyPairSync, randomBytes } from 'node:crypto';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import {
   contentKey, deriveV3, detectCse, finishGcm, gcmDecipher, isCseIntegrityError, openRange, parseEnvelope,
-  planRange, unwrapAesGcm, unwrapAesWrap, unwrapDataKey, unwrapRsaOaep, wrapAesGcm, wrapAesWrap, wrapRsaOaep,
+  planRange, unwrapAesGcm, type CseIntegrityCode, unwrapAesWrap, unwrapDataKey, unwrapRsaOaep, wrapAesGcm, wrapAesWrap, wrapRsaOaep,
 } from '../../src/format/aws-cse/index.js';
+
+/** Expects `fn` to throw a CseIntegrityError with `code`. */
+function throwsCse(t: Test, fn: () => unknown, code: CseIntegrityCode, msg: string = code): void {
+  let err: unknown = null;
+  try {
+    fn();
+  } catch (e) {
+    err = e;
+  }
+  t.ok(isCseIntegrityError(err, code), `${msg} (got ${String(err)})`);
+}
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
@@ -20,7 +31,7 @@ t.test('AESWrap: RFC 3394 section 4 vectors', async (t) => {
   t.ok(wrapAesWrap(kek128, hex('00112233445566778899AABBCCDDEEFF')).equals(hex('1FA68B0A8112B447AEF34BD8FB5A7B829D3E862371D2CFE5')), '4.1');
   const bad = Buffer.from(wrapped);
   bad[5] ^= 1;
-  t.throws(() => unwrapAesWrap(kek, bad), { cseCode: 'CSE_KEY_UNWRAP_FAILED' });
+  throwsCse(t, () => unwrapAesWrap(kek, bad), 'CSE_KEY_UNWRAP_FAILED');
 });
 
 t.test('AES/GCM and RSA-OAEP-SHA1 wraps round-trip and bind the content algorithm', async (t) => {
@@ -29,11 +40,11 @@ t.test('AES/GCM and RSA-OAEP-SHA1 wraps round-trip and bind the content algorith
   const w = wrapAesGcm(master, dk, 'AES/GCM/NoPadding');
   t.equal(w.length, 12 + 32 + 16);
   t.ok(unwrapAesGcm(master, w, Buffer.from('AES/GCM/NoPadding')).equals(dk));
-  t.throws(() => unwrapAesGcm(master, w, Buffer.from('115')), { cseCode: 'CSE_KEY_UNWRAP_FAILED' }, 'AAD is the content algorithm');
+  throwsCse(t, () => unwrapAesGcm(master, w, Buffer.from('115')), 'CSE_KEY_UNWRAP_FAILED', 'AAD is the content algorithm');
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   const r = wrapRsaOaep(privateKey, dk, 'AES/GCM/NoPadding');
   t.ok(unwrapRsaOaep(privateKey, r, 'AES/GCM/NoPadding').equals(dk));
-  t.throws(() => unwrapRsaOaep(privateKey, r, '115'), { cseCode: 'CSE_KEY_UNWRAP_FAILED' });
+  throwsCse(t, () => unwrapRsaOaep(privateKey, r, '115'), 'CSE_KEY_UNWRAP_FAILED');
 });
 
 t.test('ranged GCM reads: AES-CTR from counter IV||2 matches GCM', async (t) => {
@@ -63,10 +74,10 @@ t.test('envelope detection and parsing', async (t) => {
   t.same(detectCse({ 's3cf-attrs': 'x' }), { kind: 'none' });
   t.same(detectCse({ 'X-Amz-Key-V2': 'x' }), { kind: 'metadata' }, 'names are case-insensitive');
   t.same(detectCse({ 'x-amz-unencrypted-content-length': '3' }), { kind: 'instruction-file' });
-  t.throws(() => parseEnvelope({ 'x-amz-key': 'AAAA', 'x-amz-key-v2': 'AAAA', 'x-amz-iv': 'AAAAAAAAAAAAAAAAAAAAAA==' }), { cseCode: 'CSE_ENVELOPE_INVALID' }, 'mixed versions');
-  t.throws(() => parseEnvelope({ 'x-amz-key-v2': 'AAAA', 'x-amz-iv': 'AAAAAAAAAAAAAAAA', 'x-amz-wrap-alg': 'AES/GCM', 'x-amz-cek-alg': 'AES/CTR/NoPadding' }), { cseCode: 'CSE_UNSUPPORTED' });
-  t.throws(() => parseEnvelope({ 'x-amz-key-v2': '!!', 'x-amz-iv': 'AAAAAAAAAAAAAAAA', 'x-amz-wrap-alg': 'AES/GCM', 'x-amz-cek-alg': 'AES/GCM/NoPadding' }), { cseCode: 'CSE_ENVELOPE_INVALID' }, 'bad base64');
-  t.throws(() => parseEnvelope({ 'x-amz-key-v2': 'AAAA', 'x-amz-iv': 'AAAA', 'x-amz-wrap-alg': 'AES/GCM', 'x-amz-cek-alg': 'AES/GCM/NoPadding' }), { cseCode: 'CSE_ENVELOPE_INVALID' }, 'short IV');
+  throwsCse(t, () => parseEnvelope({ 'x-amz-key': 'AAAA', 'x-amz-key-v2': 'AAAA', 'x-amz-iv': 'AAAAAAAAAAAAAAAAAAAAAA==' }), 'CSE_ENVELOPE_INVALID', 'mixed versions');
+  throwsCse(t, () => parseEnvelope({ 'x-amz-key-v2': 'AAAA', 'x-amz-iv': 'AAAAAAAAAAAAAAAA', 'x-amz-wrap-alg': 'AES/GCM', 'x-amz-cek-alg': 'AES/CTR/NoPadding' }), 'CSE_UNSUPPORTED');
+  throwsCse(t, () => parseEnvelope({ 'x-amz-key-v2': '!!', 'x-amz-iv': 'AAAAAAAAAAAAAAAA', 'x-amz-wrap-alg': 'AES/GCM', 'x-amz-cek-alg': 'AES/GCM/NoPadding' }), 'CSE_ENVELOPE_INVALID', 'bad base64');
+  throwsCse(t, () => parseEnvelope({ 'x-amz-key-v2': 'AAAA', 'x-amz-iv': 'AAAA', 'x-amz-wrap-alg': 'AES/GCM', 'x-amz-cek-alg': 'AES/GCM/NoPadding' }), 'CSE_ENVELOPE_INVALID', 'short IV');
   const instr = parseEnvelope({ 'x-amz-unencrypted-content-length': '5' }, { 'x-amz-key': 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', 'x-amz-iv': 'AAAAAAAAAAAAAAAAAAAAAA==', 'x-amz-matdesc': '{}' });
   t.match(instr, { version: 1, location: 'instruction-file', plainLength: 5, wrapAlg: 'legacy' });
   t.same(parseEnvelope({ 'x-amz-key': 'AAAA', 'x-amz-iv': 'AAAAAAAAAAAAAAAAAAAAAA==', 'x-amz-matdesc': '=?UTF-8?B?eyJhIjoiw6kifQ==?=' }).matdesc, { a: 'é' }, 'RFC 2047 matdesc');
@@ -131,14 +142,14 @@ t.test('V3: key derivation and commitment match the specification', async (t) =>
   const d2 = Buffer.from(metadata['x-amz-d'], 'base64');
   d2[0] ^= 1;
   const tampered = parseEnvelope({ ...metadata, 'x-amz-d': d2.toString('base64') });
-  t.throws(() => contentKey(tampered, dk), { cseCode: 'CSE_COMMITMENT_MISMATCH' });
+  throwsCse(t, () => contentKey(tampered, dk), 'CSE_COMMITMENT_MISMATCH');
   const i2 = Buffer.from(messageId);
   i2[27] ^= 1;
-  t.throws(() => contentKey(parseEnvelope({ ...metadata, 'x-amz-i': i2.toString('base64') }), dk), { cseCode: 'CSE_COMMITMENT_MISMATCH' }, 'a changed message id breaks the commitment');
+  throwsCse(t, () => contentKey(parseEnvelope({ ...metadata, 'x-amz-i': i2.toString('base64') }), dk), 'CSE_COMMITMENT_MISMATCH', 'a changed message id breaks the commitment');
   // A different data key (e.g. a swapped x-amz-3) cannot match the stored commitment.
   let swapped: unknown;
   try { contentKey(env, randomBytes(32)); } catch (err) { swapped = err; }
   t.ok(isCseIntegrityError(swapped, 'CSE_COMMITMENT_MISMATCH'), 'another data key fails the commitment');
-  t.throws(() => parseEnvelope({ ...metadata, 'x-amz-w': '99' }), { cseCode: 'CSE_UNSUPPORTED' });
-  t.throws(() => parseEnvelope({ ...metadata, 'x-amz-key-v2': 'AAAA' }), { cseCode: 'CSE_ENVELOPE_INVALID' }, 'V2 and V3 keys mixed');
+  throwsCse(t, () => parseEnvelope({ ...metadata, 'x-amz-w': '99' }), 'CSE_UNSUPPORTED');
+  throwsCse(t, () => parseEnvelope({ ...metadata, 'x-amz-key-v2': 'AAAA' }), 'CSE_ENVELOPE_INVALID', 'V2 and V3 keys mixed');
 });

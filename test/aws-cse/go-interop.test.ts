@@ -55,10 +55,10 @@ t.test('s3cryptfs and the Go SDK read each other\'s kms+context objects', { skip
   // s3cryptfs CLI put --format aws-cse-v2 -> Go
   const cliData = randomBytes(70_000);
   await writeFile(path.join(f.dir, 'cli.in'), cliData);
-  let r = await f.cli(['put', 'cli.in', f.url('cli/put.bin'), '--key-file', keyFile, '--format', 'aws-cse-v2',
+  const put = await f.cli(['put', 'cli.in', f.url('cli/put.bin'), '--key-file', keyFile, '--format', 'aws-cse-v2',
     '--aws-cse-kms-key-id', kmsKeyId, '--aws-kms-endpoint', kms.endpoint]);
-  t.equal(r.code, 0, r.stderr);
-  r = await run(bin, ['get', f.endpoint, kms.endpoint, f.bucket, 'cli/put.bin', path.join(f.dir, 'cli.out')]);
+  t.equal(put.code, 0, put.stderr);
+  let r = await run(bin, ['get', f.endpoint, kms.endpoint, f.bucket, 'cli/put.bin', path.join(f.dir, 'cli.out')]);
   t.equal(r.code, 0, r.stderr);
   t.ok((await readFile(path.join(f.dir, 'cli.out'))).equals(cliData), 'Go reads what `s3cryptfs put --format aws-cse-v2` wrote');
 
