@@ -276,6 +276,19 @@ t.test('embedded endpoint: waitForKey after a delivery, no socket', async (t) =>
   await rejects(t, admin(t, emb.url).status(), 'UNREACHABLE', /unreachable key server/);
 });
 
+t.test('HTTPS admin endpoint: works with --ca, refuses an untrusted certificate', async (t) => {
+  const dir = await tempDir();
+  const { execFileSync } = await import('node:child_process');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  const cert = await readFile(path.join(dir, 'cert.pem'));
+  const s = await server(t, { tls: { cert, key: await readFile(path.join(dir, 'key.pem')) } });
+  t.match(s.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+  await rejects(t, admin(t, s.url).status(), 'UNREACHABLE', /not trusted.*--ca/);
+  const c = new AdminClient({ url: s.url, fingerprint: identity.fingerprint, ca: cert });
+  t.teardown(() => c.close());
+  t.equal((await c.deliver(master)).keyId, keyId, 'delivered over TLS');
+});
+
 t.test('the key is in no file the system wrote, and in no log line', async (t) => {
   const needles = [
     Buffer.from(master),
