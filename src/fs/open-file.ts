@@ -22,6 +22,7 @@ import { encodePosix, nowNs, type PosixMeta } from './attrs.js';
 import type { FsEngine } from './engine-port.js';
 import { FsError } from './errno.js';
 import { Mutex } from './mutex.js';
+import { SequentialPrefetch } from './prefetch.js';
 import type { Spool, SpoolDir } from './spool.js';
 
 export interface OpenFileDeps {
@@ -69,6 +70,7 @@ export class OpenFile {
   private spool: Spool | null = null;
   private reader: ObjectReader | null = null;
   private readerFor: string | null = null;
+  private prefetch: SequentialPrefetch | null = null;
   private readonly lock = new Mutex();
 
   constructor(
@@ -221,6 +223,11 @@ export class OpenFile {
     const base = this.base;
     if (!base || base.size === 0) return Buffer.alloc(0);
     const reader = await this.getReader(base);
+    if (!this.prefetch && base.size > 2 * 1024 * 1024) {
+      const known = { etag: base.etag, size: ciphertextSize(base.size, this.deps.engine.config.chunkSize) };
+      this.prefetch = new SequentialPrefetch(base.size, () => this.deps.engine.openReader(this.path, known));
+    }
+    this.prefetch?.onRead(offset, length);
     return reader.read(offset, Math.min(length, base.size - offset));
   }
 
@@ -242,6 +249,8 @@ export class OpenFile {
     this.reader?.close();
     this.reader = null;
     this.readerFor = null;
+    this.prefetch?.close();
+    this.prefetch = null;
   }
 
   private async appendStream(data: Uint8Array): Promise<void> {
