@@ -3,7 +3,6 @@ import { catCommand } from './cat.js';
 import type { CliCommand } from './command.js';
 import { demoCommand } from './demo.js';
 import { gcCommand } from './gc.js';
-import { gcCommand } from './gc.js';
 import { getCommand } from './get.js';
 import { initCommand } from './init.js';
 import { keygenCommand } from './keygen.js';
@@ -14,8 +13,8 @@ import { mountCommand } from './mount.js';
 import { putCommand } from './put.js';
 import { rmCommand } from './rm.js';
 import { rotateKeyCommand } from './rotate-key.js';
-import { rotateKeyCommand } from './rotate-key.js';
 import { statCommand } from './stat.js';
+import { statusCommand } from './status.js';
 import { verifyCommand } from './verify.js';
 
 export const COMMANDS: CliCommand[] = [
@@ -30,9 +29,8 @@ export const COMMANDS: CliCommand[] = [
   verifyCommand,
   rotateKeyCommand,
   gcCommand,
-  rotateKeyCommand,
-  gcCommand,
   mountCommand,
+  statusCommand,
   memkeyServerCommand,
   memkeyAdminCommand,
   demoCommand,

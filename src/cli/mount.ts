@@ -12,6 +12,7 @@ import { Engine, EngineError, type EngineWarning } from '../engine/index.js';
 import { EncryptedFileSystem } from '../fs/filesystem.js';
 import { DEFAULT_ATTR_TTL_MS, DEFAULT_DIR_TTL_MS, DEFAULT_NEGATIVE_TTL_MS, type FsOptions } from '../fs/types.js';
 import { loadKeys } from '../keys/index.js';
+import { startMountOps } from '../ops/mount-ops.js';
 import { daemonKeySource, MEMKEY_LISTEN_OPTIONS } from '../memkey/cli-support.js';
 import { candidatePrefixes, readBucketConfig } from './bucket.js';
 import type { Args, CliCommand } from './command.js';
@@ -47,6 +48,8 @@ export const mountCommand: CliCommand = {
         'spool-dir': { type: 'string', group: MOUNT_GROUP, requiresArg: true, describe: 'Directory for the (encrypted) spool files of files being modified [default: $TMPDIR]' },
         'unmount-timeout': { type: 'number', group: MOUNT_GROUP, requiresArg: true, describe: `Seconds to wait at unmount for files still open for writing [default: ${DEFAULT_UNMOUNT_TIMEOUT_S}]` },
         fuse: { type: 'string', group: MOUNT_GROUP, choices: [...BINDING_NAMES], requiresArg: true, describe: `FUSE binding [default: ${DEFAULT_BINDING}]` },
+        'admin-listen': { type: 'string', group: MOUNT_GROUP, requiresArg: true, describe: 'Serve Prometheus /metrics and a live dashboard on HOST:PORT (e.g. 127.0.0.1:9464) [default: off]' },
+        'control-socket': { type: 'string', group: MOUNT_GROUP, requiresArg: true, describe: 'Unix socket `s3cryptfs status` asks; "" disables it [default: $XDG_RUNTIME_DIR/s3cryptfs/<mount point>.sock]' },
         'fuse-debug': { type: 'boolean', group: MOUNT_GROUP, hidden: true, describe: 'Print every FUSE request' },
         ...MEMKEY_LISTEN_OPTIONS,
       })
@@ -157,9 +160,15 @@ async function mountForeground(args: Args, rt: Runtime, child: boolean): Promise
   if (subdir !== '') {
     throw new CliError(ExitCode.USAGE, `${formatS3Url(url.bucket, url.key)} is a directory inside the store ${formatS3Url(url.bucket, prefix)}: mount the store itself (mounting a subdirectory is not supported yet)`);
   }
+  // Metrics/dashboard, the control socket of `s3cryptfs status`, log lines without plaintext names.
+  const ops = await startMountOps({ engine, store: rt.store(), mountpoint: mnt, source: formatS3Url(url.bucket, prefix), adminListen: args['admin-listen'] as string | undefined, controlSocket: args['control-socket'] as string | undefined, cacheCapacity: cacheBytes, log: rt.log });
+  rt.onClose(() => ops.close());
   const fs = await EncryptedFileSystem.create(engine, {
     ...opts,
-    onError: (op, p, err) => stamp(`${op} /${p}: ${err instanceof Error ? err.message : String(err)}`),
+    onError: (op, p, err) => {
+      ops.recordError(op, p, err);
+      stamp(`${op} ${ops.logPath(p)}: ${ops.logMessage(p, err instanceof Error ? err.message : String(err))}`);
+    },
   });
   let handle: MountHandle;
   try {
