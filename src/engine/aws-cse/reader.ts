@@ -1,12 +1,16 @@
 /**
  * Random-access reader of one S3 Encryption Client object version (the mount's reads). A read that
  * covers the whole object fetches it whole and authenticates it (GCM tag, CBC padding); any other
- * read fetches aligned windows and decrypts them unauthenticated (AES-CTR for GCM, CBC from the
- * previous block). The last few windows are kept, so sequential reads cost one GET per window.
+ * read fetches aligned windows and decrypts them (AES-CTR for GCM, CBC from the previous block).
+ * The last few windows are kept, so sequential reads cost one GET per window. GCM windows that
+ * arrive in order from the start also run through one GCM decipher, and the last window fetches the
+ * tag: a file read sequentially from start to end (cp, cat through the mount) is authenticated, and
+ * the read that reaches the end fails on a bad tag. Reads out of order are not authenticated.
  */
 import {
   cbcDecipher, CseIntegrityError, finishCbc, finishGcm, gcmDecipher, openRange, planRange, type ContentKey,
 } from '../../format/aws-cse/index.js';
+import type { DecipherGCM } from 'node:crypto';
 import type { EngineContext } from '../context.js';
 import { EngineError } from '../errors.js';
 import { mapReadError } from '../read-errors.js';
@@ -21,10 +25,18 @@ export class CseReader implements ObjectReader {
   readonly etag: string;
   private closed = false;
   private readonly windows = new Map<number, Promise<Buffer>>();
+  /** GCM state of the windows read in order from the start; null once the order broke. */
+  private inOrder: { d: DecipherGCM; queued: number } | null;
+  private chain: Promise<void> = Promise.resolve();
+  /** True once sequential reads have checked the tag. */
+  authenticated = false;
+  /** A failed tag check: every later read fails too. */
+  private failure: unknown = null;
 
   constructor(private readonly ctx: EngineContext, readonly path: string, private readonly obj: CseObject, private readonly ck: ContentKey) {
     this.size = obj.plainSize;
     this.etag = obj.etag;
+    this.inOrder = ck.gcm ? { d: gcmDecipher(ck), queued: 0 } : null;
   }
 
   async read(offset: number, length: number, opts?: ReadOptions): Promise<Buffer> {
@@ -33,9 +45,14 @@ export class CseReader implements ObjectReader {
       throw new RangeError(`invalid read of ${length} bytes at ${offset}`);
     }
     opts?.signal?.throwIfAborted();
+    if (this.failure) throw this.failure;
     const end = Math.min(this.size, offset + length);
     if (offset >= end) return Buffer.alloc(0);
-    if (offset === 0 && end === this.size) return this.readWhole();
+    if (offset === 0 && end === this.size) {
+      const whole = await this.readWhole();
+      this.authenticated = true;
+      return whole;
+    }
     const parts: Buffer[] = [];
     for (let w = Math.floor(offset / WINDOW); w * WINDOW < end; w++) {
       const data = await this.window(w);
@@ -86,13 +103,43 @@ export class CseReader implements ObjectReader {
       this.windows.set(w, p); // most recently used last
       return p;
     }
+    // Windows requested in order from the start feed one GCM decipher, one after the other.
+    const auth = this.inOrder !== null && this.inOrder.queued === w ? this.inOrder : null;
+    if (auth) auth.queued = w + 1;
+    else if (this.inOrder && w > this.inOrder.queued) this.inOrder = null; // skipped ahead: not authenticated
+    const turn = this.chain;
+    let done: () => void = () => {};
+    if (auth) this.chain = new Promise<void>((resolve) => (done = resolve));
     p = (async () => {
-      const start = w * WINDOW;
-      const end = Math.min(this.size, start + WINDOW);
-      const plan = planRange(this.ck, this.obj.cipherSize, this.obj.envelope.tagLength, start, end);
-      const plain = openRange(this.ck, plan, await this.fetch(plan.fetchStart, plan.fetchEnd));
-      this.ctx.stats.bytesDecrypted += plain.length;
-      return plain.subarray(start - plan.plainStart, end - plan.plainStart);
+      try {
+        const start = w * WINDOW;
+        const end = Math.min(this.size, start + WINDOW);
+        const plan = planRange(this.ck, this.obj.cipherSize, this.obj.envelope.tagLength, start, end);
+        const last = end === this.size;
+        // The last window of an in-order GCM read also fetches the tag.
+        const fetched = await this.fetch(plan.fetchStart, auth && last ? this.obj.cipherSize : plan.fetchEnd);
+        const body = fetched.subarray(0, plan.fetchEnd - plan.fetchStart);
+        let plain: Buffer;
+        if (auth) await turn;
+        if (auth && this.inOrder === auth) {
+          plain = auth.d.update(body);
+          if (last) {
+            this.inOrder = null;
+            plain = Buffer.concat([plain, finishGcm(auth.d, fetched.subarray(body.length))]);
+            this.authenticated = true;
+          }
+        } else {
+          plain = openRange(this.ck, plan, body);
+        }
+        this.ctx.stats.bytesDecrypted += plain.length;
+        return plain.subarray(start - plan.plainStart, end - plan.plainStart);
+      } catch (err) {
+        if (auth && this.inOrder === auth) this.inOrder = null;
+        if (err instanceof CseIntegrityError) this.failure = err;
+        throw err;
+      } finally {
+        done();
+      }
     })();
     this.windows.set(w, p);
     p.catch(() => this.windows.delete(w));
