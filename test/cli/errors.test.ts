@@ -56,7 +56,7 @@ t.test('exit codes against a real server', async (t) => {
   assertOneLineError(t, await f.cli(['ls', f.url()]), 12, /no key given/);
   assertOneLineError(t, await f.cli(['ls', f.url(), '--key-file', path.join(f.dir, 'missing.key')]), 12, /no such file/);
   assertOneLineError(t, await f.cli(['ls', f.url(), '--key-file', key, '--passphrase-file', key]), 12, /only one key source/);
-  assertOneLineError(t, await f.cli(['ls', f.url(), '--key-file', 'memkey://host/k']), 12, /not available yet/);
+  assertOneLineError(t, await f.cli(['ls', f.url(), '--key-file', 'memkey://host/k']), 12, /only on a local Unix socket/);
   assertOneLineError(t, await f.cli(['ls', f.url()], { env: { S3CRYPTFS_KEY: 'short' } }), 12, /32-byte key/);
 
   // 2: bad endpoint flag

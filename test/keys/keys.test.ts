@@ -132,11 +132,11 @@ t.test('environment variable source', async (t) => {
   await rejectsCode(t, new EnvKeySource('S3CRYPTFS_KEY', { S3CRYPTFS_KEY: 'nope' }).load({}), 'KEY_INVALID');
 });
 
-t.test('memkey seam is recognised but not available yet', async (t) => {
+t.test('a memkey URL over TCP is refused: the key is only served on a local Unix socket', async (t) => {
   const src = createKeySource({ keyFile: 'memkey://user:secret@keyhost:7000/k?token=abc' });
   t.type(src, MemkeySource);
   t.notMatch(src.describe(), /secret|token/);
-  await rejectsCode(t, src.load({}), 'SOURCE_UNAVAILABLE', /not available yet/);
+  await rejectsCode(t, src.load({}), 'SOURCE_UNAVAILABLE', /only on a local Unix socket/);
 });
 
 t.test('createKeySource chooses exactly one source', async (t) => {
