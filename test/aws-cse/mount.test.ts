@@ -6,7 +6,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t from 'tap';
 import { storeFor } from '../helpers/s3server.js';
-import { mount, run, setupStore } from '../e2e/fixtures/mount.js';
+import { mount, run, setupStore, sh } from '../e2e/fixtures/mount.js';
 import { makeKeyFiles, rubyMissing, rubySdk } from './helpers/sdk.js';
 
 const rubySkip = (await rubyMissing()) ?? false;
@@ -32,6 +32,14 @@ t.test('mount lists and reads S3EC objects; --format aws-cse-v2 writes them', { 
   const res = await rubySdk(store.dir, { endpoint: store.server.endpoint, bucket: store.bucket, aes_key_file: kf.aesKeyFile, rsa_key_file: kf.rsaKeyFile, items });
   t.same(res.filter((r) => !r.ok), []);
 
+  // A copy of one with its tag modified: reading it through the mount must fail (EIO).
+  const s3 = storeFor(store.server);
+  t.teardown(() => s3.destroy());
+  const orig = await s3.getObject(store.bucket, 'sdk/v2-aes-gcm.bin');
+  const bad = Buffer.from(orig.body);
+  bad[bad.length - 1] ^= 1;
+  await s3.put(store.bucket, 'sdk/tampered.bin', bad, { metadata: orig.info.metadata });
+
   const flags = ['--aws-cse-key-file', kf.aesKeyFile, '--aws-cse-rsa-key', kf.rsaKeyFile, '--format', 'aws-cse-v2'];
   const m = await mount(t, store, flags);
   const ls = await run(`ls -la ${JSON.stringify(path.join(m.mnt, 'sdk'))}`);
@@ -46,12 +54,14 @@ t.test('mount lists and reads S3EC objects; --format aws-cse-v2 writes them', { 
   const part = await run(`dd if=${JSON.stringify(path.join(m.mnt, 'sdk', 'v2-aes-gcm.bin'))} bs=1000 skip=100 count=3 status=none | sha256sum`);
   t.equal(part.split(' ')[0], createHash('sha256').update(files.get('v2-aes-gcm.bin')!.subarray(100_000, 103_000)).digest('hex'), 'ranged read through the mount');
 
+  const cat = await sh(`cat ${JSON.stringify(path.join(m.mnt, 'sdk', 'tampered.bin'))} > /dev/null`);
+  t.not(cat.code, 0, 'a tampered S3EC object cannot be read through the mount');
+  t.match(cat.stderr, /Input\/output error/);
+
   // Written through the mount: stored as a V2 AES/GCM object.
   const mine = randomBytes(123_457);
   await writeFile(path.join(store.dir, 'mine.in'), mine);
   await run(`cp ${JSON.stringify(path.join(store.dir, 'mine.in'))} ${JSON.stringify(path.join(m.mnt, 'mine.bin'))}`);
-  const s3 = storeFor(store.server);
-  t.teardown(() => s3.destroy());
   const head = await s3.head(store.bucket, 'mine.bin');
   t.match(head?.metadata, { 'x-amz-cek-alg': 'AES/GCM/NoPadding', 'x-amz-wrap-alg': 'RSA-OAEP-SHA1' }, 'RSA key given: RSA-OAEP-SHA1 wrap');
   t.equal(head?.size, mine.length + 16);
