@@ -31,7 +31,10 @@ export interface ShResult {
 
 export function sh(cmd: string, opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<ShResult> {
   return new Promise((resolve) => {
-    execFile('bash', ['-c', cmd], { maxBuffer: 256 * MiB, timeout: opts.timeoutMs ?? 300_000, env: { ...process.env, ...opts.env } }, (err, stdout, stderr) => {
+    const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env };
+    // Under test:native-asan the sanitizer runtime is preloaded into node: not into the commands.
+    if (env.S3CRYPTFS_STRIP_PRELOAD) delete env.LD_PRELOAD;
+    execFile('bash', ['-c', cmd], { maxBuffer: 256 * MiB, timeout: opts.timeoutMs ?? 300_000, env }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
       resolve({ code, stdout: String(stdout), stderr: String(stderr) });
     });
@@ -88,11 +91,13 @@ export async function mountMemory(
     fsWrap?: (fs: FsOperations) => FsOperations;
     /** Fills the store through a filesystem of its own before the mount (which then starts with cold caches). */
     prepare?: (fs: EncryptedFileSystem, engine: Engine) => Promise<void>;
+    /** Mount here instead of a fresh directory. */
+    mountpoint?: string;
   } = {},
 ): Promise<Mounted> {
   const dir = await mkdtemp(path.join(tmpdir(), 's3cryptfs-native-'));
-  const mnt = path.join(dir, 'mnt');
-  await mkdir(mnt);
+  const mnt = opts.mountpoint ?? path.join(dir, 'mnt');
+  await mkdir(mnt, { recursive: true });
   const { engine, store } = await memoryEngine();
   if (opts.prepare) {
     const before = await EncryptedFileSystem.create(engine, { spoolDir: dir });
