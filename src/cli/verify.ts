@@ -108,8 +108,10 @@ export const verifyCommand: CliCommand = {
     }
 
     for (const f of failures) {
-      const what = f.path !== undefined ? `${f.path} (s3://${opened.bucket}/${f.key})` : `s3://${opened.bucket}/${f.key}`;
-      await writeOut(`FAILED ${what}: ${f.code}: ${f.message}\n`);
+      const line = f.path !== undefined
+        ? `FAILED ${f.path}: ${f.message} (${f.code}; s3://${opened.bucket}/${f.key})`
+        : `FAILED s3://${opened.bucket}/${f.key}: ${f.message} (${f.code})`;
+      await writeOut(line + '\n');
     }
     const sampled = sampleSize !== undefined && sampleSize < result.listed ? ` (a random sample of ${result.checked} of ${result.listed})` : '';
     say(rt, `verified ${ok} object(s)${sampled}, ${humanSize(bytes)}; ${failures.length} failed`);

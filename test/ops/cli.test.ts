@@ -41,7 +41,7 @@ t.test('verify, gc and rotate-key from the command line', async (t) => {
   const report = path.join(f.dir, 'report.json');
   r = await f.cli(['verify', '--concurrency', '3', '--report', report, f.url('v')], withOld);
   t.equal(r.code, 7, 'a corrupt object: exit 7');
-  t.match(r.stdout, new RegExp(`FAILED .*s3://${f.bucket}/${victim.replace(/[-/]/g, '\\$&')}.*CHUNK_TAMPERED`), 'the failure names the object key and the code');
+  t.match(r.stdout, new RegExp(`FAILED data/f\\d: integrity check failed: .* \\(CHUNK_TAMPERED; s3://${f.bucket}/${victim.replace(/[-/]/g, '\\$&')}\\)`), 'the failure names the path, the code and the object key');
   t.match(r.stdout, /verified 5 object\(s\).*1 failed/);
   const json = JSON.parse(await readFile(report, 'utf8')) as { listed: number; ok: number; failures: { key: string; code: string; path: string }[] };
   t.equal(json.listed, 6);
