@@ -23,6 +23,8 @@ if [[ $mode == test ]]; then
   packages+=(libfuse3-dev libfuse-dev build-essential pkg-config python3 rsync fio git rclone awscli)
   # ruby-aws-sdk-s3, golang-go, golang-github-aws-aws-sdk-go-dev: AWS S3 Encryption Client interop tests (test/aws-cse).
   packages+=(ruby-aws-sdk-s3 golang-go golang-github-aws-aws-sdk-go-dev)
+  # chromium: the dashboard is rendered headless and screenshotted (test/ops).
+  packages+=(chromium)
 fi
 
 node_ok() {
