@@ -541,12 +541,34 @@ export class Gateway {
     const key = ctx.key!;
     const path = this.objectPath(key);
     if (key.endsWith('/')) return this.getMarker(ctx, b, key, withBody);
-    const st = await this.statObject(b, path);
-    if (!st) throw Errors.noSuchKey(key);
+    // A whole-object GET starts reading while the HEAD is in flight (one round trip instead of two).
+    let early: Readable | undefined;
+    if (withBody && ctx.req.headers.range === undefined) {
+      early = b.engine.readStream(path);
+      early.on('error', () => {});
+    }
+    let st: ObjectStat | null;
+    try {
+      st = await this.statObject(b, path);
+    } catch (err) {
+      early?.destroy();
+      throw err;
+    }
+    if (!st) {
+      early?.destroy();
+      throw Errors.noSuchKey(key);
+    }
     const headers = objectHeaders(st);
     const etag = headers.etag as string;
-    const notModified = evaluateConditions(ctx.req.headers, etag, st.lastModified);
+    let notModified: boolean;
+    try {
+      notModified = evaluateConditions(ctx.req.headers, etag, st.lastModified);
+    } catch (err) {
+      early?.destroy();
+      throw err;
+    }
     if (notModified) {
+      early?.destroy();
       this.send(ctx, 304, { etag, 'last-modified': headers['last-modified'] });
       return;
     }
@@ -562,10 +584,11 @@ export class Gateway {
     }
     headers['content-length'] = String(end - start);
     if (!withBody || end === start) {
+      early?.destroy();
       this.send(ctx, status, headers);
       return;
     }
-    const stream = range ? b.engine.readStream(path, { start, end }) : b.engine.readStream(path);
+    const stream = early ?? (range ? b.engine.readStream(path, { start, end }) : b.engine.readStream(path));
     await this.streamBody(ctx, status, headers, stream, end - start);
   }
 
@@ -607,7 +630,13 @@ export class Gateway {
       }
       if (n !== length) throw Errors.internal(`object length changed while reading (${n} != ${length})`);
       metrics?.bytesDecrypted.inc(n);
-      this.send(ctx, status, headers, parts.length === 1 ? parts[0] : Buffer.concat(parts, n));
+      this.setCommonHeaders(ctx);
+      res.writeHead(status, headers);
+      res.cork();
+      for (const piece of parts) res.write(piece);
+      ctx.sent += n;
+      res.end();
+      res.uncork();
       return;
     }
     const it = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
@@ -676,9 +705,16 @@ export class Gateway {
     let written: { etag: string; size: number };
     let etag: string;
     if (md5Header === undefined && length <= this.opts.md5BufferMaxBytes) {
-      const body = await payload.buffer();
+      const pieces = await payload.pieces();
       etag = md5Etag(payload.done.md5);
-      written = await engine.putBuffer(path, body, { attributes: withEtag(attrs, etag, body.length) });
+      const writer = engine.createWriter(path, { attributes: withEtag(attrs, etag, payload.done.size) });
+      try {
+        for (const piece of pieces) await writer.write(piece);
+      } catch (err) {
+        await writer.abort();
+        throw err;
+      }
+      written = await writer.close();
     } else {
       etag = md5Header !== undefined ? md5Etag(md5Header) : '';
       const writer = engine.createWriter(path, { attributes: etag ? withEtag(attrs, etag, length) : attrs });

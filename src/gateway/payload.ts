@@ -60,6 +60,12 @@ export class Payload implements AsyncIterable<Buffer> {
 
   /** Reads the whole payload into memory (XML bodies); `limit` caps it. */
   async buffer(limit = this.maxBytes): Promise<Buffer> {
+    const parts = await this.pieces(limit);
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+  }
+
+  /** The whole payload as the pieces it arrived in (no copy). */
+  async pieces(limit = this.maxBytes): Promise<Buffer[]> {
     const parts: Buffer[] = [];
     let n = 0;
     for await (const piece of this) {
@@ -67,7 +73,7 @@ export class Payload implements AsyncIterable<Buffer> {
       if (n > limit) throw Errors.entityTooLarge(limit);
       parts.push(piece);
     }
-    return Buffer.concat(parts);
+    return parts;
   }
 
   /** Drains without keeping anything (still verifies). */
