@@ -13,6 +13,7 @@ import { mountCommand } from './mount.js';
 import { putCommand } from './put.js';
 import { rmCommand } from './rm.js';
 import { rotateKeyCommand } from './rotate-key.js';
+import { serveS3Command } from './serve-s3.js';
 import { statCommand } from './stat.js';
 import { statusCommand } from './status.js';
 import { verifyCommand } from './verify.js';
@@ -33,5 +34,6 @@ export const COMMANDS: CliCommand[] = [
   statusCommand,
   memkeyServerCommand,
   memkeyAdminCommand,
+  serveS3Command,
   demoCommand,
 ];
