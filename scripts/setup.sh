@@ -25,6 +25,8 @@ if [[ $mode == test ]]; then
   packages+=(ruby-aws-sdk-s3 golang-go golang-github-aws-aws-sdk-go-dev)
   # chromium: the dashboard is rendered headless and screenshotted (test/ops).
   packages+=(chromium)
+  # s3cmd, python3-boto3: S3 clients driven against serve-s3 (test/e2e/gateway-*).
+  packages+=(s3cmd python3-boto3)
 fi
 
 node_ok() {
