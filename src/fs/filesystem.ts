@@ -238,12 +238,15 @@ export class EncryptedFileSystem {
     });
   }
 
-  /** close() of one descriptor: uploads pending data; resolves once durable. */
+  /**
+   * close() of one descriptor: uploads pending data; resolves once durable. (A file created with
+   * nothing written yet is stored at its release instead: see OpenFile.flush.)
+   */
   flush(fusePath: string, fh: number): Promise<void> {
     return this.op('flush', fusePath, async () => {
       const h = this.handles.find(fh);
       if (!h) return;
-      await this.commit(h.file, () => h.file.flush());
+      await this.commit(h.file, () => h.file.flush({ deferEmptyCreate: true }));
     });
   }
 

@@ -168,9 +168,19 @@ export class OpenFile {
     });
   }
 
-  /** Uploads pending data and attributes. Resolves once durable; null when nothing was pending. */
-  flush(): Promise<CommitResult | null> {
-    return this.lock.run(() => this.commit());
+  /**
+   * Uploads pending data and attributes. Resolves once durable; null when nothing was pending.
+   * With `deferEmptyCreate`, a file that was created and has had nothing written yet is not stored
+   * as an empty object now but at the next flush/fsync/release: a shell's `> file` opens, dup2()s
+   * and closes the descriptor (a FLUSH) before any data arrives, which would cost an extra PUT.
+   */
+  flush(opts: { deferEmptyCreate?: boolean } = {}): Promise<CommitResult | null> {
+    return this.lock.run(() => {
+      if (opts.deferEmptyCreate && this.base === null && this.mode === 'stream' && !this.writer && this.bufferedBytes === 0 && this.refs > 0) {
+        return null;
+      }
+      return this.commit();
+    });
   }
 
   /** Last handle closed: flush, then free the reader and the spool. */
