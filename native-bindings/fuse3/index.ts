@@ -107,7 +107,8 @@ export class Fuse3Binding implements FuseBinding {
       const msg = err instanceof Error ? err.message : String(err);
       return /libfuse3\.so/.test(msg) ? 'libfuse3 is not installed (Debian/Ubuntu: apt-get install fuse3)' : msg.split('\n')[0];
     }
-    if (process.getuid?.() !== 0 && !(await findFusermount3())) return 'fusermount3 is not installed (Debian/Ubuntu: apt-get install fuse3)';
+    // libfuse3 runs fusermount3 to mount as a user and, for every user, to unmount when we die (auto_unmount).
+    if (!(await findFusermount3())) return 'fusermount is not installed (fusermount3; Debian/Ubuntu: apt-get install fuse3)';
     return null;
   }
 
