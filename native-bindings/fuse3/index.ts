@@ -48,6 +48,19 @@ export interface Fuse3MountOptions extends MountOptions {
   maxReadahead?: number;
   /** Called with every request's op name (tests count lookups this way). */
   onRequest?: (op: OpName) => void;
+  /**
+   * readdirplus hands the kernel the attributes a directory listing gives for files whose sealed
+   * attributes were not read yet (type and size exact; mode, owner and times defaults or the object's
+   * date) instead of letting it look each one up. `ls -l` of a cold directory then costs no HEAD per
+   * file, but stat() shows those approximations until the kernel's attribute cache expires. Off by
+   * default: such entries go without attributes and the kernel looks them up (exact, one HEAD each).
+   */
+  listingAttributes?: boolean;
+}
+
+/** src/fs keeps a metadata cache; an entry whose sealed attributes it holds has an exact stat. */
+interface AttrCacheProbe {
+  cache?: { attrs: { get(path: string): { type: string; meta?: unknown } | undefined } };
 }
 
 /** What tests and benchmarks can see of a live mount. */
@@ -686,14 +699,28 @@ class Fuse3Mount {
       }
       nodes.push(node);
       putAttr(attrs, i * A.STRIDE, num, st, this.maxWrite);
+      attrs[i * A.STRIDE + A.ENTRY] = node && plus && this.exact(node.path, st) ? 1 : 0;
     }
     const sent = this.session.replyDir(id, names, attrs, offset, this.entryTimeout, this.attrTimeout);
     if (plus && typeof sent === 'number') {
       for (let k = 0; k < sent; k++) {
         const node = nodes[k];
-        if (node && (stats[offset + k].mode & S_IFMT) !== 0) this.inodes.ref(node);
+        if (node && (stats[offset + k].mode & S_IFMT) !== 0 && attrs[(offset + k) * A.STRIDE + A.ENTRY] === 1) this.inodes.ref(node);
       }
     }
+  }
+
+  /**
+   * Whether a readdir stat is exact: directories (their attributes live in this session), filesystems
+   * without a metadata cache (their readdir is taken at its word), and entries whose sealed attributes
+   * src/fs has cached. Listing-only stats are exact only with `listingAttributes`.
+   */
+  private exact(path: string, st: FsStat): boolean {
+    if ((st.mode & S_IFMT) === S_IFDIR || this.options.listingAttributes) return true;
+    const cache = (this.fs as unknown as AttrCacheProbe).cache;
+    if (!cache) return true;
+    const known = cache.attrs.get(path.slice(1));
+    return known !== undefined && (known.type === 'dir' || known.meta !== undefined);
   }
 
   private async statfs(id: number, ino: number): Promise<void> {

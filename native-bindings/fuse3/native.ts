@@ -16,10 +16,14 @@ export type OpName =
 /** Flags of replyOpen / replyCreate. */
 export const OpenReplyFlags = { DIRECT_IO: 1, KEEP_CACHE: 2, NONSEEKABLE: 4, CACHE_READDIR: 8, NOFLUSH: 16 } as const;
 
-/** Attribute record layout (Float64Array, 14 values): see fill_stat() in fuse3.c. */
+/**
+ * Attribute record layout (Float64Array, 15 values): see fill_stat() in fuse3.c. ENTRY is read by
+ * replyDir for readdirplus only: 1 sends the attributes (the kernel takes a lookup reference), 0 the
+ * name only (the kernel looks the entry up when it needs it).
+ */
 export const A = {
   INO: 0, MODE: 1, NLINK: 2, UID: 3, GID: 4, SIZE: 5, BLOCKS: 6, BLKSIZE: 7,
-  ATIME_S: 8, ATIME_NS: 9, MTIME_S: 10, MTIME_NS: 11, CTIME_S: 12, CTIME_NS: 13, STRIDE: 14,
+  ATIME_S: 8, ATIME_NS: 9, MTIME_S: 10, MTIME_NS: 11, CTIME_S: 12, CTIME_NS: 13, ENTRY: 14, STRIDE: 15,
 } as const;
 
 /** statfs record layout in the scratch array. */
@@ -52,7 +56,7 @@ export interface NativeSession {
   replyBuf(id: number, data: Uint8Array, length?: number): boolean;
   replyWrite(id: number, count: number): boolean;
   replyStatfs(id: number): boolean;
-  /** Packs names[start..] with attrs[i * 14..] until the kernel's buffer is full; returns how many. */
+  /** Packs names[start..] with attrs[i * 15..] until the kernel's buffer is full; returns how many. */
   replyDir(id: number, names: string[], attrs: Float64Array, start: number, entryTimeout?: number, attrTimeout?: number): number | false;
   isPending(id: number): boolean;
   stats(): NativeStats;

@@ -39,6 +39,7 @@ function fillAttr(a: Float64Array, o: number, ino: number, mode = 0o100644): voi
   a[o + A.BLKSIZE] = 4096;
   a[o + A.MTIME_S] = 981173106;
   a[o + A.MTIME_NS] = 123456789;
+  a[o + A.ENTRY] = 1;
 }
 
 t.test('a request is answered exactly once; later replies return false', async (t) => {

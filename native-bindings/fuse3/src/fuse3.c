@@ -76,7 +76,9 @@ static int allowed_replies(int op) {
 /* Layout of one attribute record in the Float64Array scratch / readdir arrays. */
 enum {
   A_INO = 0, A_MODE, A_NLINK, A_UID, A_GID, A_SIZE, A_BLOCKS, A_BLKSIZE,
-  A_ATIME_S, A_ATIME_NS, A_MTIME_S, A_MTIME_NS, A_CTIME_S, A_CTIME_NS, A_STRIDE
+  A_ATIME_S, A_ATIME_NS, A_MTIME_S, A_MTIME_NS, A_CTIME_S, A_CTIME_NS,
+  A_ENTRY, /* readdirplus only: 1 = send the attributes (a lookup reference), 0 = the name only */
+  A_STRIDE
 };
 /* statfs record in the scratch array. */
 enum { F_BSIZE = 0, F_FRSIZE, F_BLOCKS, F_BFREE, F_BAVAIL, F_FILES, F_FFREE, F_FAVAIL, F_FSID, F_FLAG, F_NAMEMAX, F_COUNT };
@@ -1251,8 +1253,9 @@ static size_t test_direntry(char *buf, size_t bufsize, const char *name, size_t 
  * replyDir(id, names, attrs, start, entryTimeout, attrTimeout) -> number of entries sent.
  * names[i] with attrs[i * 14 ...]; entries from `start` on are packed until the kernel's buffer is
  * full; entry i gets offset i + 1 (the kernel passes it back to continue). For readdirplus an entry
- * with mode 0 is sent without attributes (the kernel looks it up) and takes no lookup reference;
- * every other entry except "." and ".." takes one, so the caller counts a lookup for those.
+ * with mode 0 or attrs[i * 15 + 14] == 0 is sent without attributes (the kernel looks it up) and
+ * takes no lookup reference; every other entry except "." and ".." takes one, so the caller counts a
+ * lookup for those.
  */
 static napi_value m_reply_dir(napi_env env, napi_callback_info info) {
   napi_value argv[6];
@@ -1273,7 +1276,7 @@ static napi_value m_reply_dir(napi_env env, napi_callback_info info) {
   napi_is_typedarray(env, argv[2], &is_ta);
   if (!is_ta || napi_get_typedarray_info(env, argv[2], &type, &alen, &adata, &ab, &byte_off) != napi_ok ||
       type != napi_float64_array || alen < (size_t)n * A_STRIDE)
-    return reply_invalid(env, &r, "attrs must be a Float64Array with 14 values per name");
+    return reply_invalid(env, &r, "attrs must be a Float64Array with 15 values per name");
   int64_t start;
   if (get_int_range(env, argv[3], 0, 4294967295.0, &start)) return reply_invalid(env, &r, "invalid start index");
   double entry_timeout, attr_timeout;
@@ -1308,7 +1311,7 @@ static napi_value m_reply_dir(napi_env env, napi_callback_info info) {
       struct fuse_entry_param e;
       memset(&e, 0, sizeof e);
       e.attr = st;
-      e.ino = (st.st_mode & S_IFMT) ? st.st_ino : 0;
+      e.ino = (st.st_mode & S_IFMT) && attrs[(size_t)i * A_STRIDE + A_ENTRY] != 0 ? st.st_ino : 0;
       e.entry_timeout = e.ino ? entry_timeout : 0;
       e.attr_timeout = e.ino ? attr_timeout : 0;
       need = fuse_add_direntry_plus(r.req, buf + pos, size - pos, name, &e, next);
