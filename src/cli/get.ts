@@ -33,13 +33,13 @@ export const getCommand: CliCommand = {
       total = st.size;
     }
     const progress = createProgress(`get ${name}`, total, rt.progress);
-    const source = opened.engine.readStream(opened.path);
+    // The stream is opened only once a consumer is ready: an error it emits meanwhile would go unhandled.
     if (local === '-') {
-      await inContext(args.src as string, toStdout(source, progress, rt.signal));
+      await inContext(args.src as string, toStdout(opened.engine.readStream(opened.path), progress, rt.signal));
       return;
     }
     const dest = await resolveLocalDest(local, name);
-    const bytes = await inContext(args.src as string, toFile(source, dest, progress, rt.signal));
+    const bytes = await inContext(args.src as string, toFile(opened.engine.readStream(opened.path), dest, progress, rt.signal));
     say(rt, `${args.src as string} -> ${dest} (${bytes} bytes)`);
   },
 };
