@@ -47,7 +47,7 @@ export const mountCommand: CliCommand = {
         'cache-size': { type: 'string', group: MOUNT_GROUP, requiresArg: true, describe: 'Decrypted chunk cache shared by all readers, e.g. 256M [default: 32M]' },
         'spool-dir': { type: 'string', group: MOUNT_GROUP, requiresArg: true, describe: 'Directory for the (encrypted) spool files of files being modified [default: $TMPDIR]' },
         'unmount-timeout': { type: 'number', group: MOUNT_GROUP, requiresArg: true, describe: `Seconds to wait at unmount for files still open for writing [default: ${DEFAULT_UNMOUNT_TIMEOUT_S}]` },
-        fuse: { type: 'string', group: MOUNT_GROUP, choices: [...BINDING_NAMES], requiresArg: true, describe: `FUSE binding [default: ${DEFAULT_BINDING}]` },
+        fuse: { type: 'string', group: MOUNT_GROUP, choices: [...BINDING_NAMES], requiresArg: true, describe: `FUSE binding [default: ${DEFAULT_BINDING}, else fuse-native when it cannot mount here]` },
         'admin-listen': { type: 'string', group: MOUNT_GROUP, requiresArg: true, describe: 'Serve Prometheus /metrics and a live dashboard on HOST:PORT (e.g. 127.0.0.1:9464) [default: off]' },
         'control-socket': { type: 'string', group: MOUNT_GROUP, requiresArg: true, describe: 'Unix socket `s3cryptfs status` asks; "" disables it [default: $XDG_RUNTIME_DIR/s3cryptfs/<mount point>.sock]' },
         'fuse-debug': { type: 'boolean', group: MOUNT_GROUP, hidden: true, describe: 'Print every FUSE request' },
@@ -150,7 +150,7 @@ async function mountForeground(args: Args, rt: Runtime, child: boolean): Promise
   const unmountTimeoutMs = secondsOption(args, 'unmount-timeout') ?? DEFAULT_UNMOUNT_TIMEOUT_S * 1000;
 
   // Fail fast, before any network traffic, when this machine cannot mount at all.
-  const binding = await loadBinding(String(args.fuse ?? DEFAULT_BINDING));
+  const binding = await loadBinding(args.fuse === undefined ? undefined : String(args.fuse));
   const reason = await binding.unavailableReason();
   if (reason) throw new CliError(ExitCode.FUSE_UNAVAILABLE, `FUSE is not available: ${reason}`);
   const { checkMountpoint } = await import('../../native-bindings/fuse-native/index.js');
