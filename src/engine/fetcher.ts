@@ -105,7 +105,9 @@ export class ChunkFetcher {
     if (cached) return cached;
     const d = deferred<ObjectCipher>();
     this.ctx.cache.setHeader(this.version, d.promise);
-    this.getRange(0, HEADER_SIZE).then((body) => d.resolve(this.openHeader(body)), d.reject);
+    // openHeader throws on a bad header: that must reject d (not escape as an unhandled rejection
+    // and leave every reader of this version waiting forever).
+    this.getRange(0, HEADER_SIZE).then((body) => this.openHeader(body)).then(d.resolve, d.reject);
     return d.promise;
   }
 
