@@ -160,7 +160,9 @@ function canonicalHeaders(headers: Map<string, string[]>, signed: string[]): str
 }
 
 function safeEqualHex(a: string, b: string): boolean {
-  if (a.length !== b.length || !/^[0-9a-f]*$/.test(a)) return false;
+  // Both must be hex: a non-ASCII character keeps the string length but not the byte length, and
+  // timingSafeEqual throws (a 500) on buffers of different lengths.
+  if (a.length !== b.length || !/^[0-9a-f]*$/.test(a) || !/^[0-9a-f]*$/.test(b)) return false;
   return timingSafeEqual(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 
