@@ -336,7 +336,12 @@ export class Gateway {
   }
 
   private fail(ctx: RequestContext, err: unknown): void {
-    const e = this.toS3Error(err);
+    let e = this.toS3Error(err);
+    // A connection reset once the whole request body is in was the backend's, not the client's:
+    // a 5xx the client may retry, not 400 IncompleteBody.
+    if (e.code === 'IncompleteBody' && !isS3Error(err) && ctx.req.complete) {
+      e = Errors.internal('the connection to the storage backend broke off', err);
+    }
     if (e.status >= 500) this.opts.log?.warn({ req: ctx.id, op: ctx.op, bucket: ctx.bucket, key: ctx.key, err: describe(err) }, 'request failed');
     const { req, res } = ctx;
     if (res.headersSent) {
