@@ -13,7 +13,7 @@ const SEED = process.env.FC_SEED === undefined ? undefined : Number(process.env.
 for (const p of PROPERTIES) {
   t.test(p.name, async (t) => {
     const started = Date.now();
-    await fc.assert(p.make() as fc.IAsyncProperty<never>, { numRuns: p.numRuns, seed: SEED, interruptAfterTimeLimit: 20_000 });
+    await fc.assert(p.make(), { numRuns: p.numRuns, seed: SEED, interruptAfterTimeLimit: 20_000 });
     t.pass(`${p.numRuns} runs in ${Date.now() - started} ms`);
   });
 }
@@ -28,7 +28,7 @@ t.test('saved fuzz regressions replay clean', async (t) => {
       t.fail(`${f}: unknown property ${saved.property}`);
       continue;
     }
-    await fc.assert(p.make() as fc.IAsyncProperty<never>, { seed: saved.seed, path: saved.path, numRuns: 1, endOnFailure: true });
+    await fc.assert(p.make(), { seed: saved.seed, path: saved.path, numRuns: 1, endOnFailure: true });
     t.pass(`${f} replays clean`);
   }
   if (files.length === 0) t.pass('no saved regressions');
