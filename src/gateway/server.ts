@@ -35,7 +35,10 @@ export interface RunningListener {
 }
 
 export async function listen(gateway: Gateway, opts: ListenerOptions, timeouts: TimeoutOptions = {}): Promise<RunningListener> {
-  const serverOptions: http.ServerOptions = { maxHeaderSize: 64 * 1024, keepAlive: true, requestTimeout: 0, noDelay: true };
+  // Node enforces headersTimeout only when it checks connections (every 30 s by default): check
+  // often enough that a slow-loris client is cut near the header timeout, not up to 30 s later.
+  const connectionsCheckingInterval = Math.min(30_000, Math.max(250, Math.floor((timeouts.headersTimeoutMs ?? 20_000) / 4)));
+  const serverOptions: http.ServerOptions = { maxHeaderSize: 64 * 1024, keepAlive: true, requestTimeout: 0, noDelay: true, connectionsCheckingInterval };
   const server: http.Server = opts.tls
     ? https.createServer({ ...serverOptions, cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'] }, gateway.listener)
     : http.createServer(serverOptions, gateway.listener);
