@@ -77,6 +77,8 @@ function checkPath(path: string, dir: boolean): string {
   if (dir && p.endsWith('/')) p = p.slice(0, -1);
   if (dir && p === '') return '';
   if (p === '' || p.startsWith('/')) throw new EngineError('INVALID_PATH', `invalid path "${path}": must be relative and non-empty`);
+  // NUL is in no POSIX name and no XML 1.0 document (listings): refuse it rather than send it to the backend.
+  if (p.includes('\0')) throw new EngineError('INVALID_PATH', 'invalid path: contains a NUL character');
   for (const segment of p.split('/')) {
     if (segment === '' || segment === '.' || segment === '..') throw new EngineError('INVALID_PATH', `invalid path "${path}"`);
     if (Buffer.byteLength(segment, 'utf8') > MAX_NAME_BYTES) throw new EngineError('NAME_TOO_LONG', `"${segment.slice(0, 40)}..." is longer than ${MAX_NAME_BYTES} bytes`);
