@@ -2,7 +2,7 @@
 // bounded slow-loris, odd and traversing keys, duplicate query parameters, skewed dates, expired
 // presigned URLs, credentials used on a bucket they are not allowed on, a non-ASCII signature.
 // No request may get a 500, hang, or reach outside its bucket; the gateway keeps serving.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 
@@ -14,7 +14,7 @@ const [b0, b1] = f.buckets;
 const auth = { accessKeyId: ACCESS_KEY, secretAccessKey: SECRET_KEY };
 const url = () => new URL(f.endpoint);
 
-async function healthy(t: { equal: (a: unknown, b: unknown, m?: string) => unknown }) {
+async function healthy(t: Test) {
   const r = await s3request(f.endpoint, { method: 'GET', path: `/${b0}`, query: { 'list-type': '2' }, ...auth });
   t.equal(r.status, 200, 'the gateway still serves');
 }
