@@ -7,7 +7,7 @@ import { mount, run, setupStore } from './fixtures/mount.js';
 const store = await setupStore(t);
 const m = await mount(t, store);
 const q = JSON.stringify;
-const common = `--ioengine=psync --fallocate=none --verify=crc32c --do_verify=1 --verify_fatal=1 --end_fsync=1 --group_reporting`;
+const common = `--ioengine=psync --fallocate=none --verify=crc32c --do_verify=1 --verify_fatal=1 --end_fsync=1 --group_reporting --verify_state_save=0`; // no state files in the cwd
 
 for (const [name, args] of [
   ['sequential write, 64 KiB blocks', `--rw=write --bs=64k --size=16m`],
@@ -32,6 +32,6 @@ t.test('fio files survive a remount and verify again', async (t) => {
   await run(`fio --name=job --directory=${q(dir)} --rw=randwrite --bs=8k --size=2m --ioengine=psync --fallocate=none --verify=md5 --do_verify=0 --verify_state_save=0 --end_fsync=1`);
   await m.stop();
   const again = await mount(t, store, [], 'mnt2');
-  const out = await run(`fio --name=job --directory=${q(path.join(again.mnt, 'reverify'))} --rw=randread --bs=8k --size=2m --ioengine=psync --verify=md5 --verify_only --verify_state_load=0 --output-format=terse --terse-version=3`);
+  const out = await run(`fio --name=job --directory=${q(path.join(again.mnt, 'reverify'))} --rw=randread --bs=8k --size=2m --ioengine=psync --verify=md5 --verify_only --verify_state_load=0 --verify_state_save=0 --output-format=terse --terse-version=3`);
   t.equal(out.trim().split('\n').pop()!.split(';')[4], '0', 'verify_only after remount');
 });
