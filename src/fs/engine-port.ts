@@ -17,4 +17,5 @@ export type FsEngine = Pick<
   | 'delete'
   | 'deleteMany'
   | 'setAttributes'
+  | 'objectKey'
 > & { readonly config: { chunkSize: number } };

@@ -207,6 +207,7 @@ export class EncryptedFileSystem {
     return this.op('create', fusePath, async (path) => {
       if (this.readOnly) throw new FsError('EROFS');
       if (path === '') throw new FsError('EEXIST');
+      this.checkKeyLength(path);
       await this.requireDir(parentOf(path));
       let file = await this.liveFile(path);
       if (file) {
@@ -346,6 +347,7 @@ export class EncryptedFileSystem {
     return this.op('mkdir', fusePath, async (path) => {
       if (this.readOnly) throw new FsError('EROFS');
       if (path === '') throw new FsError('EEXIST');
+      this.checkKeyLength(path);
       await this.requireDir(parentOf(path));
       if (await this.exists(path)) throw new FsError('EEXIST');
       await this.engine.mkdirMarker(path);
@@ -378,6 +380,7 @@ export class EncryptedFileSystem {
   symlink(target: string, fusePath: string): Promise<void> {
     return this.op('symlink', fusePath, async (path) => {
       if (this.readOnly) throw new FsError('EROFS');
+      this.checkKeyLength(path);
       if (Buffer.byteLength(target, 'utf8') > MAX_SYMLINK_TARGET) throw new FsError('ENAMETOOLONG', `symlink targets are limited to ${MAX_SYMLINK_TARGET} bytes`);
       if (target === '') throw new FsError('ENOENT');
       await this.requireDir(parentOf(path));
@@ -411,6 +414,7 @@ export class EncryptedFileSystem {
       if (this.readOnly) throw new FsError('EROFS');
       const to = toRelative(toFuse);
       if (from === '' || to === '') throw new FsError('EBUSY');
+      this.checkKeyLength(to);
       if (from === to) {
         await this.node(from);
         return;
@@ -556,6 +560,11 @@ export class EncryptedFileSystem {
   }
 
   // ------------------------------------------------------------------ internals
+
+  /** A name whose (encrypted) key S3 cannot hold fails now with ENAMETOOLONG, not later at close(). */
+  private checkKeyLength(path: string): void {
+    this.engine.objectKey(path);
+  }
 
   private async op<T>(name: string, fusePath: string, fn: (path: string) => Promise<T>): Promise<T> {
     let path = fusePath;
