@@ -10,6 +10,7 @@ import { createKeySource } from '../keys/index.js';
 import type { CliCommand } from './command.js';
 import { CliError } from './errors.js';
 import { ExitCode } from './exit-codes.js';
+import { awsCseOptions } from './options.js';
 import { say } from './say.js';
 
 const GROUP = 'Gateway options:';
@@ -71,7 +72,7 @@ export const serveS3Command: CliCommand = {
     if (profile !== undefined) process.env.AWS_PROFILE = profile;
     let running;
     try {
-      running = await startGateway(config, { keySource, log: rt.log });
+      running = await startGateway(config, { keySource, awsCse: await awsCseOptions(rt), log: rt.log });
     } catch (err) {
       if (err instanceof GatewayConfigError) throw new CliError(ExitCode.CONFIG, err.message);
       throw err;

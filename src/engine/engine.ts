@@ -273,6 +273,17 @@ export class Engine {
     return found?.obj ? cse.facts(found.obj) : null;
   }
 
+  /**
+   * For a raw backend listing (the gateway lists plain-name stores directly): plaintext sizes of
+   * the S3EC objects on it and the keys to hide (instruction files, unsizable objects); null
+   * without --aws-cse-* keys.
+   */
+  awsCseListing(objects: Parameters<AwsCse['classifyListing']>[0]): Promise<{ sizes: Map<string, number>; skip: Set<string> }> | null {
+    const cse = this.ctx.cse;
+    if (!cse) return null;
+    return cse.classifyListing(objects, (key, message) => this.ctx.warn({ code: 'INVALID_SIZE', key, message }));
+  }
+
   private async headOrThrow(path: string, key: string): Promise<StoreObjectInfo> {
     const info = await this.ctx.store.head(this.bucket, key);
     if (!info) throw new EngineError('NOT_FOUND', `no such file: "${path}"`);

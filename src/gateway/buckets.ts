@@ -35,7 +35,7 @@ export interface OpenBucket {
   created: Date;
 }
 
-export type EngineTuning = Pick<EngineOptions, 'cacheBytes' | 'partSize' | 'uploadConcurrency' | 'readaheadMaxBytes'>;
+export type EngineTuning = Pick<EngineOptions, 'cacheBytes' | 'partSize' | 'uploadConcurrency' | 'readaheadMaxBytes' | 'awsCse'>;
 
 export class BucketRegistry {
   private readonly specs = new Map<string, BucketSpec>();
@@ -50,7 +50,7 @@ export class BucketRegistry {
     readonly store: ObjectStore,
     specs: BucketSpec[],
     private readonly keySource: KeySource,
-    private readonly tuning: EngineTuning = {},
+    readonly tuning: EngineTuning = {},
     private readonly onWarning?: (message: string) => void,
   ) {
     for (const s of specs) this.specs.set(s.name, { ...s, prefix: normalizePrefix(s.prefix) });

@@ -751,6 +751,7 @@ export class Gateway {
         config: b.config,
         cacheBytes: 0,
         uploadConcurrency: 1,
+        awsCse: this.registry.tuning.awsCse,
         // One PUT whatever the size: the condition travels with it.
         partSize: Math.max(5 * MiB, ciphertextSize(length, b.config.chunkSize)),
       });

@@ -79,13 +79,15 @@ async function listPlain(bucket: OpenBucket, q: ListQuery): Promise<ListResult> 
     continuationToken: q.backendToken,
   });
   const chunkSize = bucket.config.chunkSize;
+  // With --aws-cse-* keys: S3EC objects get their plaintext sizes, instruction files are hidden.
+  const cse = await bucket.engine.awsCseListing(page.objects);
   const objects: ListedObject[] = [];
   for (const o of page.objects) {
     const key = o.key.slice(storePrefix.length);
-    if (!o.key.startsWith(storePrefix) || isHiddenKey(key)) continue;
+    if (!o.key.startsWith(storePrefix) || isHiddenKey(key) || cse?.skip.has(o.key)) continue;
     let size: number | null;
     if (key.endsWith('/')) size = o.size === 0 ? 0 : null; // directory marker
-    else size = plaintextSize(o.size, chunkSize);
+    else size = cse?.sizes.get(o.key) ?? plaintextSize(o.size, chunkSize);
     if (size === null) continue; // not an object of this store
     objects.push({ key, size, backendEtag: o.etag, lastModified: o.lastModified });
   }

@@ -7,6 +7,7 @@ import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AdminServer } from '../admin/server.js';
 import { MetricsRegistry } from '../admin/registry.js';
+import type { AwsCseOptions } from '../engine/aws-cse/index.js';
 import type { KeySource } from '../keys/index.js';
 import { ObjectStore } from '../store/store.js';
 import { BucketRegistry } from './buckets.js';
@@ -38,6 +39,8 @@ export interface RunningGateway {
 
 export interface StartOptions {
   keySource: KeySource;
+  /** AWS S3 Encryption Client keys and write format (--aws-cse-*, --format; docs/aws-cse.md). */
+  awsCse?: AwsCseOptions;
   /** Use this store instead of building one from config.backend. */
   store?: ObjectStore;
   log?: ServiceLog;
@@ -102,6 +105,7 @@ export async function startGateway(config: GatewayConfig, opts: StartOptions): P
   const registry = new BucketRegistry(store, config.buckets, opts.keySource, {
     cacheBytes: config.cacheBytes,
     uploadConcurrency: config.uploadConcurrency,
+    awsCse: opts.awsCse,
   }, (message) => log?.debug({ warning: message }, 'listing skipped an entry'));
   const gateway = new Gateway({
     registry,
