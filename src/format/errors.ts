@@ -14,7 +14,8 @@ export type IntegrityCode =
   | 'EXTENDED'             // a final chunk is followed by more data
   | 'CHUNK_REORDERED'      // a valid chunk of this object sits at the wrong index
   | 'CHUNK_TAMPERED'       // a chunk (or the header it is bound to) fails authentication
-  | 'ATTRIBUTES_TAMPERED'; // sealed object attributes fail authentication
+  | 'ATTRIBUTES_TAMPERED'  // sealed object attributes fail authentication
+  | 'DIR_INDEX_TAMPERED';  // a directory's attribute index fails authentication or is malformed
 
 export class IntegrityError extends Error {
   override readonly name = 'IntegrityError';

@@ -10,3 +10,4 @@ export * from './names.js';
 export * from './bucket-keys.js';
 export * from './config.js';
 export * from './attributes.js';
+export * from './dir-index.js';
