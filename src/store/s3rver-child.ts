@@ -11,7 +11,13 @@
 //   - PUT with `If-None-Match: *` (create-only): 412 PreconditionFailed if the
 //     key exists, 409 ConditionalRequestConflict while another create-only PUT
 //     of the same key is in flight, as S3 does;
-//   - AbortMultipartUpload (s3rver answers 405): removes the upload's parts.
+//   - AbortMultipartUpload (s3rver answers 405): removes the upload's parts;
+//   - CopyObject as S3 does it: s3rver keeps the destination's old ETag when it
+//     replaces the metadata of a copy onto an existing key (it rewrites the
+//     content but not the stored MD5), and keeps the old LastModified on a copy
+//     onto itself (the content file is not rewritten). The wrapper drops the
+//     destination's stored MD5 (it is recomputed from the content) and touches
+//     the destination, so a copy gets the new content's ETag and a new date.
 // UploadPartCopy and ListMultipartUploads remain unimplemented (501).
 
 export const S3RVER_CHILD_PROGRAM = String.raw`
@@ -41,6 +47,18 @@ const server = new S3rver({
 });
 
 const createOnlyInFlight = new Set();
+
+const originalCopyObject = server.store.copyObject.bind(server.store);
+server.store.copyObject = async function copyObject(srcBucket, srcKey, destBucket, destKey, replacementMetadata) {
+  const srcPath = server.store.getResourcePath(srcBucket, srcKey, 'object');
+  const destPath = server.store.getResourcePath(destBucket, destKey, 'object');
+  if (srcPath !== destPath) await fs.promises.rm(destPath + '.md5', { force: true });
+  else if (fs.existsSync(srcPath)) {
+    const now = new Date();
+    await fs.promises.utimes(srcPath, now, now);
+  }
+  return originalCopyObject(srcBucket, srcKey, destBucket, destKey, replacementMetadata);
+};
 
 async function createOnlyPut(ctx, next, bucket, key) {
   const id = bucket + '/' + key;

@@ -5,7 +5,7 @@ import path from 'node:path';
 import t from 'tap';
 
 import { startEmbeddedS3 } from '../../src/store/embedded-s3.js';
-import { startS3Server, storeFor } from '../helpers/s3server.js';
+import { startS3Server, storeFor, withS3 } from '../helpers/s3server.js';
 
 function isAlive(pid: number): boolean {
   try {
@@ -70,4 +70,23 @@ t.test('test harness server: fresh directory, removed on stop', async (t) => {
   await server.stop();
   await t.rejects(stat(server.dir), { code: 'ENOENT' });
   t.notOk(await answers(server.endpoint));
+});
+
+t.test('CopyObject behaves as on S3: the new content\'s ETag, a new LastModified', async (t) => {
+  const { store, bucket } = await withS3(t);
+  const a = await store.put(bucket, 'a', Buffer.from('content A'));
+  const b = await store.put(bucket, 'b', Buffer.from('content B, longer'));
+  t.not(a.etag, b.etag);
+  const copied = await store.copy(bucket, 'a', 'b', { metadata: { x: '1' }, metadataDirective: 'REPLACE' });
+  t.equal(copied.etag, a.etag, 'copy onto an existing key: ETag of the copied content (s3rver kept the old one)');
+  const head = await store.head(bucket, 'b');
+  t.equal(head?.etag, a.etag, 'HEAD agrees');
+  t.equal(head?.metadata.x, '1');
+  const before = (await store.head(bucket, 'a'))!.lastModified.getTime();
+  await new Promise((r) => setTimeout(r, 1100)); // LastModified has one-second resolution in HEAD
+  await store.copy(bucket, 'a', 'a', { metadata: { y: '2' }, metadataDirective: 'REPLACE' });
+  const after = await store.head(bucket, 'a');
+  t.ok(after!.lastModified.getTime() > before, 'a copy onto itself gets a new LastModified');
+  t.equal(after!.etag, a.etag, 'same content, same ETag');
+  t.equal((await store.getObject(bucket, 'a')).body.toString(), 'content A');
 });
