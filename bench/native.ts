@@ -1,26 +1,31 @@
 /**
- * The FUSE bindings compared on a real kernel mount: our libfuse3 addon (fuse3) and fuse-native.
- * The filesystem (EncryptedFileSystem + engine) runs in this process; the workload runs in child
- * processes (dd, perl, ls), as users would.
+ * The FUSE bindings compared on a real kernel mount: our libfuse3 addon (fuse3, also with the kernel's
+ * writeback cache: fuse3-wb), fuse-native, and rclone mount of a crypt remote. Our filesystem
+ * (EncryptedFileSystem + engine) runs in this process; rclone is a child process; the workload runs in
+ * child processes (dd, perl, ls), as users would. Build first and run the compiled file so the
+ * filesystem runs from dist/, not through tsx: `npm run bench:native` does both.
  *
  *   npm run bench:native -- [--size MiB] [--s3-size MiB] [--entries N] [--clients N] [--stats N]
- *                           [--bindings fuse3,fuse-native] [--backends memory,s3] [--writeback] [--rounds N]
+ *                           [--bindings fuse3,fuse3-wb,fuse-native,rclone] [--backends memory,s3] [--rounds N]
  *
- * Per binding and backend (memory = bench/memory-store.ts, no network or disk; s3 = s3rver in a child
- * process on loopback):
+ * Per target and backend (memory = bench/memory-store.ts for ours and rclone's own `memory` backend for
+ * rclone: no network or disk; s3 = s3rver in a child process on loopback, a bucket each):
  *  - sequential write: dd bs=1M of a random file into the mount, including the upload at close;
- *    MB/s and CPU seconds of this process (the daemon) per GiB;
+ *    MB/s and CPU seconds of the daemon (this process, or rclone) per GiB;
  *  - sequential read of that file after dropping the kernel's page cache (root), same figures;
  *  - getattr/s: N clients (perl) stat() one file in a loop, kernel attribute caching off;
  *  - ls -l of a directory with --entries files (memory backend): time, FUSE lookups/getattrs that
- *    reached the filesystem, HEAD requests to the store.
+ *    reached the filesystem, HEAD requests to the store; cold (fresh mount; rclone: after vfs/forget)
+ *    and warm (the kernel's 1 s caches expired, the daemon's caches warm).
  * Also the engine's own write throughput (encrypt + store into the memory store, no FUSE) in the same
  * run: the goal for fuse3 is >= 0.8x of it and >= 2x fuse-native on the memory backend.
+ * rclone runs with --vfs-cache-mode off (streaming, like ours) and its default chunk/buffer settings.
  * With several rounds, the best round per figure is reported (the machine may be shared).
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
@@ -45,9 +50,8 @@ const { values } = parseArgs({
     entries: { type: 'string', default: '10000' },
     clients: { type: 'string', default: '8' },
     stats: { type: 'string', default: '20000' },
-    bindings: { type: 'string', default: 'fuse3,fuse-native' },
+    bindings: { type: 'string', default: 'fuse3,fuse3-wb,fuse-native,rclone' },
     backends: { type: 'string', default: 'memory,s3' },
-    writeback: { type: 'boolean', default: false },
     rounds: { type: 'string', default: '1' },
   },
 });
@@ -56,42 +60,64 @@ const S3_SIZE = Math.round(Number(values['s3-size']) * MiB);
 const ENTRIES = Number(values.entries);
 const CLIENTS = Number(values.clients);
 const STATS = Number(values.stats);
-const BINDINGS = values.bindings!.split(',').filter(Boolean);
+const TARGETS = values.bindings!.split(',').filter(Boolean);
 const BACKENDS = values.backends!.split(',').filter(Boolean) as ('memory' | 's3')[];
 const ROUNDS = Math.max(1, Number(values.rounds));
+const RCLONE = process.env.RCLONE ?? 'rclone';
 
-async function sh(cmd: string): Promise<string> {
-  const { stdout } = await execFileP('bash', ['-c', cmd], { maxBuffer: 256 * MiB });
+async function sh(cmd: string, env?: NodeJS.ProcessEnv): Promise<string> {
+  const { stdout } = await execFileP('bash', ['-c', cmd], { maxBuffer: 256 * MiB, env: env ? { ...process.env, ...env } : process.env });
   return stdout;
 }
 
 const q = JSON.stringify;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Backend {
   name: 'memory' | 's3';
   engine(prefix: string): Promise<Engine>;
   heads(): number;
+  /** rclone's configuration (RCLONE_CONFIG_* variables) of a crypt remote "crypt:" over this backend. */
+  rcloneEnv: NodeJS.ProcessEnv;
   stop(): Promise<void>;
 }
 
-async function memoryBackend(): Promise<Backend> {
+async function rcloneCryptEnv(dir: string, base: NodeJS.ProcessEnv): Promise<NodeJS.ProcessEnv> {
+  const conf = path.join(dir, 'rclone.conf');
+  await writeFile(conf, '');
+  const obscure = async () => (await sh(`${RCLONE} obscure ${randomBytes(24).toString('hex')}`, { RCLONE_CONFIG: conf })).trim();
+  return { RCLONE_CONFIG: conf, ...base, RCLONE_CONFIG_CRYPT_TYPE: 'crypt', RCLONE_CONFIG_CRYPT_PASSWORD: await obscure(), RCLONE_CONFIG_CRYPT_PASSWORD2: await obscure() };
+}
+
+async function memoryBackend(dir: string): Promise<Backend> {
   const store = new MemoryStore({ hashEtags: false });
   store.createBucket('bench');
   return {
     name: 'memory',
     engine: (prefix) => openEngine(store, prefix),
     heads: () => store.requests.HeadObject ?? 0,
+    rcloneEnv: await rcloneCryptEnv(dir, { RCLONE_CONFIG_BENCHMEM_TYPE: 'memory', RCLONE_CONFIG_CRYPT_REMOTE: 'benchmem:bench' }),
     stop: async () => {},
   };
 }
 
 async function s3Backend(dir: string): Promise<Backend> {
-  const server: EmbeddedS3 = await startEmbeddedS3({ dir: path.join(dir, 's3'), buckets: ['bench'] });
+  const server: EmbeddedS3 = await startEmbeddedS3({ dir: path.join(dir, 's3'), buckets: ['bench', 'rclone'] });
   const store = new ObjectStore({ endpoint: server.endpoint, region: 'us-east-1', credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey } });
   return {
     name: 's3',
     engine: (prefix) => openEngine(store, prefix),
     heads: () => store.stats.requests.HeadObject ?? 0,
+    rcloneEnv: await rcloneCryptEnv(dir, {
+      RCLONE_CONFIG_BENCHS3_TYPE: 's3',
+      RCLONE_CONFIG_BENCHS3_PROVIDER: 'Other',
+      RCLONE_CONFIG_BENCHS3_ENDPOINT: server.endpoint,
+      RCLONE_CONFIG_BENCHS3_ACCESS_KEY_ID: server.accessKeyId,
+      RCLONE_CONFIG_BENCHS3_SECRET_ACCESS_KEY: server.secretAccessKey,
+      RCLONE_CONFIG_BENCHS3_REGION: 'us-east-1',
+      RCLONE_CONFIG_BENCHS3_FORCE_PATH_STYLE: 'true',
+      RCLONE_CONFIG_CRYPT_REMOTE: 'benchs3:rclone',
+    }),
     stop: async () => {
       store.destroy();
       await server.stop();
@@ -106,18 +132,32 @@ async function openEngine(store: MemoryStore | ObjectStore, prefix: string): Pro
   return Engine.open({ store, bucket: 'bench', prefix, keys, config });
 }
 
+/** A mounted target: one of our bindings (in this process) or rclone (a child process). */
 interface Mounted {
   mnt: string;
-  fs: EncryptedFileSystem;
-  handle: MountHandle;
-  getattrCalls: () => number;
+  /** CPU seconds (user + system) the daemon used so far. */
+  cpu(): Promise<number>;
+  /** getattr calls that reached the filesystem, FUSE lookups (fuse3), requests to the store. */
+  counters(): { getattrs?: number; lookups?: number; heads?: number };
+  /** Make the daemon's own listing/attribute caches cold (rclone; ours: a fresh mount is cold). */
+  forget?(): Promise<void>;
   close(): Promise<void>;
 }
 
 let mounts = 0;
-async function mountWith(dir: string, binding: string, engine: Engine, opts: { attrTimeout?: number } = {}): Promise<Mounted> {
+async function newMountpoint(dir: string): Promise<string> {
   const mnt = path.join(dir, `mnt${mounts++}`);
   await mkdir(mnt);
+  return mnt;
+}
+
+const processCpu = async () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+
+async function mountOurs(dir: string, target: string, engine: Engine, backend: Backend, opts: { attrTimeout?: number } = {}): Promise<Mounted> {
+  const mnt = await newMountpoint(dir);
   const fs = await EncryptedFileSystem.create(engine, { spoolDir: dir });
   let getattrs = 0;
   const counted: FsOperations = Object.create(fs) as FsOperations;
@@ -125,17 +165,21 @@ async function mountWith(dir: string, binding: string, engine: Engine, opts: { a
     getattrs++;
     return fs.getattr(p);
   };
+  const binding = target === 'fuse3-wb' ? 'fuse3' : target;
   const b = await loadBinding(binding);
-  const handle = await b.mount(mnt, counted, {
+  const handle: MountHandle = await b.mount(mnt, counted, {
     fsName: 'bench',
     kernelAttrTimeoutSec: opts.attrTimeout,
-    ...(binding === 'fuse3' ? { writeback: values.writeback } : {}),
+    ...(binding === 'fuse3' ? { writeback: target === 'fuse3-wb' } : {}),
   });
   return {
     mnt,
-    fs,
-    handle,
-    getattrCalls: () => getattrs,
+    cpu: processCpu,
+    counters: () => ({
+      getattrs,
+      lookups: binding === 'fuse3' ? (handle as Fuse3MountHandle).stats().requests.lookup : undefined,
+      heads: backend.heads(),
+    }),
     async close() {
       await fs.flushAll();
       await handle.unmount().catch(() => handle.unmount({ lazy: true }));
@@ -145,9 +189,65 @@ async function mountWith(dir: string, binding: string, engine: Engine, opts: { a
   };
 }
 
-function cpuSeconds(since: NodeJS.CpuUsage): number {
-  const u = process.cpuUsage(since);
-  return (u.user + u.system) / 1e6;
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function isMounted(mnt: string): Promise<boolean> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8');
+  return info.split('\n').some((l) => l.split(' ')[4] === mnt);
+}
+
+/** `rclone mount crypt:` over the backend; --rc on a loopback port so that vfs/forget can empty its caches. */
+async function mountRclone(dir: string, backend: Backend, opts: { attrTimeout?: number } = {}): Promise<Mounted> {
+  const mnt = await newMountpoint(dir);
+  const port = await freePort();
+  const rc = `127.0.0.1:${port}`;
+  // AWS_* variables would reach rclone's AWS SDK: its configuration is RCLONE_CONFIG_* only.
+  const env = { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AWS_'))), ...backend.rcloneEnv };
+  const args = ['mount', 'crypt:', mnt, '--vfs-cache-mode', 'off', '--rc', '--rc-no-auth', '--rc-addr', rc, '--log-level', 'ERROR'];
+  if (opts.attrTimeout !== undefined) args.push('--attr-timeout', `${opts.attrTimeout}s`);
+  const child: ChildProcess = spawn(RCLONE, args, { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  let exited: number | null | undefined;
+  const exit = new Promise<void>((r) => child.once('exit', (code) => { exited = code; r(); }));
+  const deadline = Date.now() + 30_000;
+  try {
+    while (!(await isMounted(mnt))) {
+      if (exited !== undefined) throw new Error(`rclone mount exited with ${exited}`);
+      if (Date.now() > deadline) throw new Error('rclone mount did not come up within 30 s');
+      await sleep(100);
+    }
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  }
+  const cpu = async () => {
+    const f = (await readFile(`/proc/${child.pid}/stat`, 'utf8')).split(') ')[1].split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (100/s on Linux)
+  };
+  return {
+    mnt,
+    cpu,
+    counters: () => ({}),
+    forget: async () => void (await sh(`${RCLONE} rc vfs/forget --url http://${rc}/`, backend.rcloneEnv)),
+    async close() {
+      if (await isMounted(mnt)) await sh(`fusermount3 -u ${q(mnt)} || fusermount3 -uz ${q(mnt)}`).catch((e) => console.error(String(e)));
+      if (exited === undefined) {
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        child.kill('SIGTERM');
+        await exit;
+        clearTimeout(timer);
+      }
+      await rm(mnt, { recursive: true, force: true }).catch(() => {});
+    },
+  };
 }
 
 interface Rate {
@@ -155,12 +255,12 @@ interface Rate {
   cpuPerGiB: number;
 }
 
-async function timed(bytes: number, fn: () => Promise<unknown>): Promise<Rate> {
-  const cpu = process.cpuUsage();
+async function timed(bytes: number, cpu: () => Promise<number>, fn: () => Promise<unknown>): Promise<Rate> {
+  const c0 = await cpu();
   const t0 = process.hrtime.bigint();
   await fn();
   const s = Number(process.hrtime.bigint() - t0) / 1e9;
-  return { mbps: bytes / 1e6 / s, cpuPerGiB: cpuSeconds(cpu) / (bytes / GiB) };
+  return { mbps: bytes / 1e6 / s, cpuPerGiB: ((await cpu()) - c0) / (bytes / GiB) };
 }
 
 async function dropCaches(): Promise<boolean> {
@@ -177,7 +277,7 @@ async function engineWrite(engine: Engine, src: string, size: number): Promise<R
   const fh = await open(src, 'r');
   const buf = Buffer.alloc(MiB);
   try {
-    return await timed(size, async () => {
+    return await timed(size, processCpu, async () => {
       const w = engine.createWriter('engine-baseline.bin');
       for (let off = 0; off < size; off += MiB) {
         const { bytesRead } = await fh.read(buf, 0, Math.min(MiB, size - off), off);
@@ -201,11 +301,11 @@ async function getattrRate(mnt: string): Promise<number> {
 
 interface Result {
   backend: string;
-  binding: string;
+  target: string;
   write?: Rate;
   read?: Rate;
   getattrPerSec?: number;
-  /** Cold: a freshly mounted directory; warm: again once the kernel's caches expired (src/fs's are warm). */
+  /** Cold: a freshly mounted directory (rclone: after vfs/forget); warm: again once the kernel's caches expired. */
   ls?: LsResult;
   lsWarm?: LsResult;
 }
@@ -213,14 +313,25 @@ interface Result {
 interface LsResult {
   ms: number;
   lines: number;
-  fsGetattrs: number;
+  fsGetattrs?: number;
   fuseLookups?: number;
-  heads: number;
+  heads?: number;
 }
 
 const best = <T>(a: T | undefined, b: T, better: (x: T, y: T) => boolean): T => (a === undefined || better(b, a) ? b : a);
 
+async function lsOnce(m: Mounted, dir: string): Promise<LsResult> {
+  const c0 = m.counters();
+  const t0 = Date.now();
+  const lines = Number((await sh(`ls -l ${q(dir)} | wc -l`)).trim());
+  const ms = Date.now() - t0;
+  const c1 = m.counters();
+  const d = (k: 'getattrs' | 'lookups' | 'heads') => (c0[k] === undefined || c1[k] === undefined ? undefined : c1[k]! - c0[k]!);
+  return { ms, lines, fsGetattrs: d('getattrs'), fuseLookups: d('lookups'), heads: d('heads') };
+}
+
 async function main(): Promise<void> {
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const dir = await mkdtemp(path.join(tmpdir(), 's3cryptfs-bench-native-'));
   const results = new Map<string, Result>();
   const engineRates: Rate[] = [];
@@ -233,38 +344,47 @@ async function main(): Promise<void> {
     if (!canDrop) console.error('note: cannot drop the page cache (not root): reads are remounted instead');
 
     for (const backendName of BACKENDS) {
-      const backend = backendName === 'memory' ? await memoryBackend() : await s3Backend(dir);
+      const backend = backendName === 'memory' ? await memoryBackend(dir) : await s3Backend(dir);
       const size = backendName === 'memory' ? SIZE : S3_SIZE;
+      const mountTarget = async (target: string, engine: Engine | null, opts: { attrTimeout?: number } = {}) =>
+        target === 'rclone' ? mountRclone(dir, backend, opts) : mountOurs(dir, target, engine!, backend, opts);
       try {
         for (let round = 0; round < ROUNDS; round++) {
           if (backendName === 'memory') {
             const e = await backend.engine(`p${prefixN++}`);
             engineRates.push(await engineWrite(e, src, size));
+            console.error(`engine alone round ${round + 1}: ${engineRates.at(-1)!.mbps.toFixed(0)} MB/s`);
           }
-          for (const binding of BINDINGS) {
-            const key = `${backendName}/${binding}`;
-            const r: Result = results.get(key) ?? { backend: backendName, binding };
+          for (const target of TARGETS) {
+            const key = `${backendName}/${target}`;
+            const r: Result = results.get(key) ?? { backend: backendName, target };
             results.set(key, r);
-            const engine = await backend.engine(`p${prefixN++}`);
-            let m = await mountWith(dir, binding, engine);
-            const target = path.join(m.mnt, 'seq.bin');
-            r.write = best(r.write, await timed(size, () => sh(`dd if=${q(src)} of=${q(target)} bs=1M count=${size / MiB} 2>/dev/null`)), (x, y) => x.mbps > y.mbps);
-            if (!canDrop) {
+            const engine = target === 'rclone' ? null : await backend.engine(`p${prefixN++}`);
+            let m = await mountTarget(target, engine);
+            try {
+              const file = `seq${round}.bin`;
+              r.write = best(r.write, await timed(size, m.cpu, () => sh(`dd if=${q(src)} of=${q(path.join(m.mnt, file))} bs=1M count=${size / MiB} 2>/dev/null`)), (x, y) => x.mbps > y.mbps);
+              if (!canDrop && target !== 'rclone') {
+                await m.close();
+                m = await mountTarget(target, engine);
+              } else {
+                await dropCaches();
+              }
+              const mm = m;
+              r.read = best(r.read, await timed(size, mm.cpu, () => sh(`dd if=${q(path.join(mm.mnt, file))} of=/dev/null bs=1M 2>/dev/null`)), (x, y) => x.mbps > y.mbps);
+            } finally {
               await m.close();
-              m = await mountWith(dir, binding, engine);
-            } else {
-              await dropCaches();
             }
-            const readTarget = path.join(m.mnt, 'seq.bin');
-            r.read = best(r.read, await timed(size, () => sh(`dd if=${q(readTarget)} of=/dev/null bs=1M 2>/dev/null`)), (x, y) => x.mbps > y.mbps);
-            await m.close();
-
-            if (backendName === 'memory') {
-              const g = await mountWith(dir, binding, engine, { attrTimeout: 0 });
-              r.getattrPerSec = best(r.getattrPerSec, await getattrRate(g.mnt), (x, y) => x > y);
-              await g.close();
+            // getattr/s: the binding's cost per request; the kernel writeback cache plays no part.
+            if (backendName === 'memory' && target !== 'fuse3-wb') {
+              const g = await mountTarget(target, engine, { attrTimeout: 0 });
+              try {
+                r.getattrPerSec = best(r.getattrPerSec, await getattrRate(g.mnt), (x, y) => x > y);
+              } finally {
+                await g.close();
+              }
             }
-            console.error(`${key} round ${round + 1}: write ${r.write.mbps.toFixed(0)} MB/s, read ${r.read.mbps.toFixed(0)} MB/s${r.getattrPerSec ? `, getattr ${r.getattrPerSec.toFixed(0)}/s` : ''}`);
+            console.error(`${key} round ${round + 1}: write ${r.write.mbps.toFixed(0)} MB/s, read ${r.read!.mbps.toFixed(0)} MB/s${r.getattrPerSec ? `, getattr ${r.getattrPerSec.toFixed(0)}/s` : ''}`);
           }
         }
 
@@ -274,28 +394,24 @@ async function main(): Promise<void> {
             await Promise.all(Array.from({ length: Math.min(500, ENTRIES - i) }, (_, k) =>
               engine.putBuffer(`many/file-${String(i + k).padStart(6, '0')}`, Buffer.from(`entry ${i + k}\n`))));
           }
-          for (const binding of BINDINGS) {
-            const r = results.get(`${backendName}/${binding}`)!;
-            const m = await mountWith(dir, binding, engine);
-            await sh(`stat ${q(path.join(m.mnt, 'many'))} > /dev/null`);
-            const once = async () => {
-              const heads0 = backend.heads();
-              const getattrs0 = m.getattrCalls();
-              const lookups0 = binding === 'fuse3' ? (m.handle as Fuse3MountHandle).stats().requests.lookup : undefined;
-              const t0 = Date.now();
-              const lines = Number((await sh(`ls -l ${q(path.join(m.mnt, 'many'))} | wc -l`)).trim());
-              return {
-                ms: Date.now() - t0,
-                lines,
-                fsGetattrs: m.getattrCalls() - getattrs0,
-                fuseLookups: lookups0 === undefined ? undefined : (m.handle as Fuse3MountHandle).stats().requests.lookup - lookups0,
-                heads: backend.heads() - heads0,
-              };
-            };
-            r.ls = await once();
-            await new Promise((res) => setTimeout(res, 1500)); // the kernel's 1 s entry/attribute caches expire
-            r.lsWarm = await once();
-            await m.close();
+          for (const target of TARGETS) {
+            if (target === 'fuse3-wb') continue;
+            const r = results.get(`${backendName}/${target}`)!;
+            const m = await mountTarget(target, engine);
+            try {
+              const many = path.join(m.mnt, 'many');
+              if (target === 'rclone') {
+                // rclone's memory remote lives in its process: fill it through the mount, then forget.
+                await sh(`mkdir ${q(many)} && cd ${q(many)} && for i in $(seq -w 0 ${ENTRIES - 1}); do echo "entry $i" > file-$i; done`);
+                await m.forget!();
+              }
+              await sh(`stat ${q(many)} > /dev/null`);
+              r.ls = await lsOnce(m, many);
+              await sleep(1500); // the kernel's 1 s entry/attribute caches expire
+              r.lsWarm = await lsOnce(m, many);
+            } finally {
+              await m.close();
+            }
           }
         }
       } finally {
@@ -308,21 +424,28 @@ async function main(): Promise<void> {
 
   const engineBest = engineRates.reduce<Rate | undefined>((a, b) => best(a, b, (x, y) => x.mbps > y.mbps), undefined);
   const out: string[] = [];
-  out.push(`bench:native  size ${SIZE / MiB} MiB (memory), ${S3_SIZE / MiB} MiB (s3rver), ${ROUNDS} round(s)${values.writeback ? ', fuse3 writeback cache on' : ''}`);
+  out.push(`bench:native  size ${SIZE / MiB} MiB (memory), ${S3_SIZE / MiB} MiB (s3rver), ${ROUNDS} round(s); fuse3-wb = fuse3 with the kernel writeback cache; rclone --vfs-cache-mode off`);
   if (engineBest) out.push(`engine alone (encrypt + memory store, 1 MiB writes): ${engineBest.mbps.toFixed(0)} MB/s, ${engineBest.cpuPerGiB.toFixed(2)} CPU s/GiB`);
-  out.push('backend  binding      write MB/s  CPU s/GiB   read MB/s  CPU s/GiB   getattr/s   ls -l (ms, fs getattrs, FUSE lookups, HEADs)');
+  out.push('backend  target       write MB/s  CPU s/GiB   read MB/s  CPU s/GiB   getattr/s   ls -l (ms, fs getattrs, FUSE lookups, HEADs)');
+  const f = (x: number | undefined, d = 0) => (x === undefined ? '-' : x.toFixed(d));
+  const ls = (l: LsResult) => `${l.ms} ms, ${f(l.fsGetattrs)}, ${f(l.fuseLookups)}, ${f(l.heads)}`;
   for (const r of results.values()) {
-    const f = (x: number | undefined, d = 0) => (x === undefined ? '-' : x.toFixed(d));
     out.push(
-      `${r.backend.padEnd(8)} ${r.binding.padEnd(12)} ${f(r.write?.mbps).padStart(10)} ${f(r.write?.cpuPerGiB, 2).padStart(10)} ${f(r.read?.mbps).padStart(11)} ${f(r.read?.cpuPerGiB, 2).padStart(10)} ${f(r.getattrPerSec).padStart(11)}   ` +
-        (r.ls ? `${r.ls.lines - 1} entries: cold ${r.ls.ms} ms, ${r.ls.fsGetattrs}, ${r.ls.fuseLookups ?? '-'}, ${r.ls.heads}` : '-') +
-        (r.lsWarm ? `; warm ${r.lsWarm.ms} ms, ${r.lsWarm.fsGetattrs}, ${r.lsWarm.fuseLookups ?? '-'}, ${r.lsWarm.heads}` : ''),
+      `${r.backend.padEnd(8)} ${r.target.padEnd(12)} ${f(r.write?.mbps).padStart(10)} ${f(r.write?.cpuPerGiB, 2).padStart(10)} ${f(r.read?.mbps).padStart(11)} ${f(r.read?.cpuPerGiB, 2).padStart(10)} ${f(r.getattrPerSec).padStart(11)}   ` +
+        (r.ls ? `${r.ls.lines - 1} entries: cold ${ls(r.ls)}` : '-') + (r.lsWarm ? `; warm ${ls(r.lsWarm)}` : ''),
     );
   }
-  const f3 = results.get('memory/fuse3');
-  const fn = results.get('memory/fuse-native');
-  if (f3?.write && fn?.write) out.push(`memory backend write: fuse3 / fuse-native = ${(f3.write.mbps / fn.write.mbps).toFixed(2)}x (goal >= 2x)`);
-  if (f3?.write && engineBest) out.push(`memory backend write: fuse3 / engine alone = ${(f3.write.mbps / engineBest.mbps).toFixed(2)}x (goal >= 0.8x)`);
+  const ratio = (a: number | undefined, b: number | undefined) => (a && b ? `${(a / b).toFixed(2)}x` : '-');
+  for (const be of BACKENDS) {
+    const f3 = results.get(`${be}/fuse3`);
+    const wb = results.get(`${be}/fuse3-wb`);
+    const fn = results.get(`${be}/fuse-native`);
+    const rc = results.get(`${be}/rclone`);
+    out.push(`${be}: fuse3 / fuse-native write ${ratio(f3?.write?.mbps, fn?.write?.mbps)}${be === 'memory' ? ' (goal >= 2x)' : ''}, read ${ratio(f3?.read?.mbps, fn?.read?.mbps)}` +
+      (be === 'memory' ? `, getattr/s ${ratio(f3?.getattrPerSec, fn?.getattrPerSec)}` : '') +
+      `; fuse3 / rclone write ${ratio(f3?.write?.mbps, rc?.write?.mbps)}, read ${ratio(f3?.read?.mbps, rc?.read?.mbps)}; fuse3-wb / fuse3 write ${ratio(wb?.write?.mbps, f3?.write?.mbps)}`);
+    if (be === 'memory' && engineBest) out.push(`memory: fuse3 write / engine alone = ${ratio(f3?.write?.mbps, engineBest.mbps)} (goal >= 0.8x)`);
+  }
   console.log(out.join('\n'));
   console.log(JSON.stringify({ engine: engineBest, results: [...results.values()] }));
 }
