@@ -5,6 +5,7 @@
 import { Engine, EngineError, type EngineWarning } from '../engine/index.js';
 import { normalizePrefix } from '../engine/paths.js';
 import { CONFIG_OBJECT_NAME, parseConfig, type BucketConfig } from '../format/config.js';
+import type { DerivedKeys } from '../format/kdf.js';
 import { loadKeys } from '../keys/index.js';
 import { isStoreError } from '../store/errors.js';
 import type { ObjectStore } from '../store/store.js';
@@ -74,11 +75,13 @@ export async function openBucket(rt: Runtime, url: S3Url, kind: 'file' | 'dir'):
     throw new EngineError('WRONG_KEY', `wrong key for ${formatS3Url(url.bucket, prefix)}: ${source.describe()} has key id ${keyId}, the bucket expects ${config.keyIds.join(' or ')}${hint}`);
   }
   const warnings: EngineWarning[] = [];
+  const readKeys = await openReadKeys(rt, config, formatS3Url(url.bucket, prefix));
   const engine = await Engine.open({
     store,
     bucket: url.bucket,
     prefix,
     keys,
+    readKeys,
     config,
     awsCse: await awsCseOptions(rt),
     onWarning: (w) => {
@@ -87,4 +90,18 @@ export async function openBucket(rt: Runtime, url: S3Url, kind: 'file' | 'dir'):
     },
   });
   return { engine, store, bucket: url.bucket, prefix, path: url.key.slice(prefix.length), config, keyId, warnings };
+}
+
+/**
+ * The --read-key-file keys for a store. During a rotation the config lists the old and the new key
+ * id: with the new key as --key-file and the old one as a read key, every object opens. A read key
+ * the config does not list is still used (objects may outlive a finished rotation's config) but said.
+ */
+export async function openReadKeys(rt: Runtime, config: BucketConfig, where: string): Promise<DerivedKeys[]> {
+  const readKeys = await rt.readKeys();
+  for (const k of readKeys) {
+    const id = k.keyId.toString('hex');
+    if (!config.keyIds.includes(id)) rt.log.debug({ keyId: id, store: where, listed: config.keyIds }, 'read key not listed in the store config');
+  }
+  return readKeys;
 }

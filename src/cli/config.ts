@@ -57,7 +57,16 @@ export interface Settings {
   values: Partial<Record<SettingName, Resolved<SettingValue>>>;
   /** The chosen key source: exactly one of these at the highest level that set any. */
   key: { keyFile?: string; passphraseFile?: string; keyEnv?: string; source?: Source };
+  /**
+   * Extra keys objects may be read with (--read-key-file, repeatable; key rotation): from the
+   * highest level that gives any, like the key.
+   */
+  readKeyFiles: { files: string[]; source?: Source };
 }
+
+/** Read keys: repeatable flag, a comma-separated env list, a string or list in the config file. */
+export const READ_KEY_SETTING = 'read-key-file';
+export const READ_KEY_ENV_VAR = 'S3CRYPTFS_READ_KEY_FILE';
 
 const KEY_SETTINGS = ['key-file', 'passphrase-file'] as const;
 
@@ -80,7 +89,8 @@ export async function resolveSettings(input: ResolveInput): Promise<Settings> {
   const configPath = input.configFlag ?? nonEmpty(env.S3CRYPTFS_CONFIG);
   const explicit = configPath !== undefined;
   const file = configPath ?? defaultConfigPath(env);
-  const fromFile = await loadConfigFile(file, explicit);
+  const loaded = await loadConfigFile(file, explicit);
+  const fromFile = loaded?.values;
 
   const values: Settings['values'] = {};
   for (const name of Object.keys(SETTINGS) as SettingName[]) {
@@ -112,7 +122,19 @@ export async function resolveSettings(input: ResolveInput): Promise<Settings> {
   }
   for (const k of KEY_SETTINGS) if (values[k] && values[k].source !== key.source) delete values[k];
 
-  return { configFile: fromFile ? file : undefined, values, key };
+  let readKeyFiles: Settings['readKeyFiles'] = { files: [] };
+  const flag = argv[camel(READ_KEY_SETTING)] ?? argv[READ_KEY_SETTING];
+  if (flag !== undefined) {
+    const list = Array.isArray(flag) ? flag : [flag];
+    readKeyFiles = { files: list.map((v) => coerce(READ_KEY_SETTING, 'path', v, 'flag') as string), source: 'flag' };
+  } else if (nonEmpty(env[READ_KEY_ENV_VAR]) !== undefined) {
+    const list = (env[READ_KEY_ENV_VAR] as string).split(',').map((v) => v.trim()).filter((v) => v !== '');
+    readKeyFiles = { files: list.map((v) => coerce(READ_KEY_SETTING, 'path', v, 'env', READ_KEY_ENV_VAR) as string), source: 'env' };
+  } else if (loaded?.readKeyFiles) {
+    readKeyFiles = { files: loaded.readKeyFiles, source: 'config' };
+  }
+
+  return { configFile: loaded ? file : undefined, values, key, readKeyFiles };
 }
 
 export function getSetting<T extends SettingValue>(settings: Settings, name: SettingName): T | undefined {
@@ -125,7 +147,12 @@ export function defaultConfigPath(env: NodeJS.ProcessEnv): string {
   return path.join(base, 's3cryptfs', 'config.json');
 }
 
-async function loadConfigFile(file: string, explicit: boolean): Promise<Partial<Record<SettingName, SettingValue>> | undefined> {
+interface ConfigFileValues {
+  values: Partial<Record<SettingName, SettingValue>>;
+  readKeyFiles?: string[];
+}
+
+async function loadConfigFile(file: string, explicit: boolean): Promise<ConfigFileValues | undefined> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -144,19 +171,26 @@ async function loadConfigFile(file: string, explicit: boolean): Promise<Partial<
     throw new CliError(ExitCode.CONFIG, `config file ${file}: expected a JSON object`);
   }
   const out: Partial<Record<SettingName, SettingValue>> = {};
+  let readKeyFiles: string[] | undefined;
+  const relative = (v: string) => (!path.isAbsolute(v) && !v.includes(':') ? path.resolve(path.dirname(file), expandHome(v)) : v);
   for (const [key, value] of Object.entries(raw)) {
+    if (key === READ_KEY_SETTING || key === camel(READ_KEY_SETTING)) {
+      const list: unknown[] = Array.isArray(value) ? value : [value];
+      readKeyFiles = list.map((v) => relative(coerce(READ_KEY_SETTING, 'path', v, 'config', file) as string));
+      continue;
+    }
     const name = key in SETTINGS ? (key as SettingName) : BY_CAMEL.get(key);
     if (!name) {
-      throw new CliError(ExitCode.CONFIG, `config file ${file}: unknown setting "${key}" (known: ${Object.keys(SETTINGS).join(', ')})`);
+      throw new CliError(ExitCode.CONFIG, `config file ${file}: unknown setting "${key}" (known: ${[...Object.keys(SETTINGS), READ_KEY_SETTING].join(', ')})`);
     }
     const spec: SettingSpec = SETTINGS[name];
     let v = coerce(name, spec.kind, value, 'config', file);
     if (spec.kind === 'path' && typeof v === 'string' && !path.isAbsolute(v) && !v.includes(':')) {
-      v = path.resolve(path.dirname(file), expandHome(v));
+      v = relative(v);
     }
     out[name] = v;
   }
-  return out;
+  return { values: out, readKeyFiles };
 }
 
 /** Validates a raw value; `where` is shown in messages (env var name or config file path). */

@@ -90,7 +90,11 @@ export function classifyError(err: unknown): ClassifiedError {
   const message = oneLine(err instanceof Error ? err.message : String(err));
   if (err instanceof CliError) return { exitCode: err.exitCode, message };
   if (err instanceof KeyError) return { exitCode: ExitCode.KEY_SOURCE, message };
-  if (err instanceof IntegrityError) return { exitCode: ExitCode.INTEGRITY, message: `integrity check failed: ${message}` };
+  if (err instanceof IntegrityError) {
+    // Tampering, or a reader without the key (mid-rotation without the old one): say how to tell.
+    if (err.code === 'KEY_ID_MISMATCH') return { exitCode: ExitCode.INTEGRITY, message: `integrity check failed: ${message} (if it is the old key of an unfinished rotation, give it with --read-key-file)` };
+    return { exitCode: ExitCode.INTEGRITY, message: `integrity check failed: ${message}` };
+  }
   if (err instanceof NameError) {
     return err.code === 'NAME_TAMPERED'
       ? { exitCode: ExitCode.INTEGRITY, message: `integrity check failed: ${message}` }

@@ -14,7 +14,7 @@ import { DEFAULT_ATTR_TTL_MS, DEFAULT_DIR_TTL_MS, DEFAULT_NEGATIVE_TTL_MS, type 
 import { loadKeys } from '../keys/index.js';
 import { startMountOps } from '../ops/mount-ops.js';
 import { daemonKeySource, MEMKEY_LISTEN_OPTIONS } from '../memkey/cli-support.js';
-import { candidatePrefixes, readBucketConfig } from './bucket.js';
+import { candidatePrefixes, openReadKeys, readBucketConfig } from './bucket.js';
 import type { Args, CliCommand } from './command.js';
 import { parseSize } from './config.js';
 import { awsCseOptions } from './options.js';
@@ -126,8 +126,9 @@ async function openEngine(rt: Runtime, bucket: string, key: string, cacheBytes: 
   if (!config.keyIds.includes(keyId)) {
     throw new EngineError('WRONG_KEY', `wrong key for ${formatS3Url(bucket, prefix)}: ${source.describe()} has key id ${keyId}, the bucket expects ${config.keyIds.join(' or ')}`);
   }
+  const readKeys = await openReadKeys(rt, config, formatS3Url(bucket, prefix));
   const engine = await Engine.open({
-    store, bucket, prefix, keys, config, cacheBytes, awsCse: await awsCseOptions(rt),
+    store, bucket, prefix, keys, readKeys, config, cacheBytes, awsCse: await awsCseOptions(rt),
     onWarning: (w: EngineWarning) => rt.log.debug({ warning: w.code, key: w.key }, w.message),
   });
   const rest = (key.endsWith('/') || key === '' ? key : key + '/').slice(prefix.length).replace(/\/+$/, '');

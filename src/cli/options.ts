@@ -40,6 +40,12 @@ export const GLOBAL_OPTIONS: Record<string, Options> = {
     describe: 'File holding a passphrase (scrypt) [env: S3CRYPTFS_PASSPHRASE_FILE]',
     requiresArg: true,
   },
+  'read-key-file': {
+    type: 'string',
+    group: KEY_GROUP,
+    describe: 'Another master key file objects may be sealed with (during a key rotation: the old key); repeatable [env: S3CRYPTFS_READ_KEY_FILE, comma-separated]',
+    requiresArg: true,
+  },
   'aws-cse-key-file': {
     type: 'string',
     group: AWS_CSE_GROUP,

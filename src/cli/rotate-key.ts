@@ -70,7 +70,7 @@ export const rotateKeyCommand: CliCommand = {
     const lines: Promise<void>[] = [];
     try {
       const result = await rotateKeys({
-        store, bucket: url.bucket, prefix, oldKeys: [oldKeys], newKeys, newKdf, dryRun,
+        store, bucket: url.bucket, prefix, oldKeys: [oldKeys, ...(await rt.readKeys())], newKeys, newKdf, dryRun,
         concurrency: rt.concurrency,
         rewriteBelow: sizeOption(args, 'rewrite-below'),
         copyPartSize: sizeOption(args, 'copy-part-size'),

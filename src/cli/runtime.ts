@@ -3,7 +3,8 @@
  * key source, created lazily and released by close().
  */
 import { ObjectStore } from '../store/store.js';
-import { createKeySource, type KeySource } from '../keys/index.js';
+import type { DerivedKeys } from '../format/kdf.js';
+import { createKeySource, loadKeys, wipeKeys, type KeySource } from '../keys/index.js';
 import type { Args } from './command.js';
 import { DEFAULT_CONCURRENCY, getSetting, resolveSettings, type Settings } from './config.js';
 import { CliError } from './errors.js';
@@ -12,6 +13,7 @@ import { createLogger, type Logger } from './log.js';
 
 export class Runtime {
   private storeInstance?: ObjectStore;
+  private readKeysPromise?: Promise<DerivedKeys[]>;
   private readonly cleanups: (() => unknown)[] = [];
   private readonly interrupt = new AbortController();
   /** Fires on the first SIGINT/SIGTERM; commands stop, abort uploads and clean up. A second signal exits at once. */
@@ -72,6 +74,25 @@ export class Runtime {
     const source = createKeySource({ ...this.settings.key, env: this.env });
     this.log.debug({ keySource: source.describe() }, 'key source');
     return source;
+  }
+
+  /**
+   * The --read-key-file keys, derived (loaded once, wiped at close): objects sealed with them can be
+   * read, nothing is written with them. A read key file must be a key file or a memkey: URL.
+   */
+  readKeys(): Promise<DerivedKeys[]> {
+    this.readKeysPromise ??= (async () => {
+      const out: DerivedKeys[] = [];
+      for (const file of this.settings.readKeyFiles.files) {
+        const source = createKeySource({ keyFile: file, env: this.env });
+        const { keys, keyId } = await loadKeys(source);
+        this.log.debug({ keySource: source.describe(), keyId }, 'read key');
+        out.push(keys);
+        this.onClose(() => wipeKeys(keys));
+      }
+      return out;
+    })();
+    return this.readKeysPromise;
   }
 
   onClose(fn: () => unknown): void {

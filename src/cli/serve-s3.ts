@@ -72,7 +72,7 @@ export const serveS3Command: CliCommand = {
     if (profile !== undefined) process.env.AWS_PROFILE = profile;
     let running;
     try {
-      running = await startGateway(config, { keySource, awsCse: await awsCseOptions(rt), log: rt.log });
+      running = await startGateway(config, { keySource, readKeys: await rt.readKeys(), awsCse: await awsCseOptions(rt), log: rt.log });
     } catch (err) {
       if (err instanceof GatewayConfigError) throw new CliError(ExitCode.CONFIG, err.message);
       throw err;

@@ -35,7 +35,7 @@ export interface OpenBucket {
   created: Date;
 }
 
-export type EngineTuning = Pick<EngineOptions, 'cacheBytes' | 'partSize' | 'uploadConcurrency' | 'readaheadMaxBytes' | 'awsCse'>;
+export type EngineTuning = Pick<EngineOptions, 'cacheBytes' | 'partSize' | 'uploadConcurrency' | 'readaheadMaxBytes' | 'readKeys' | 'awsCse'>;
 
 export class BucketRegistry {
   private readonly specs = new Map<string, BucketSpec>();

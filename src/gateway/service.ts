@@ -8,6 +8,7 @@ import path from 'node:path';
 import { AdminServer } from '../admin/server.js';
 import { MetricsRegistry } from '../admin/registry.js';
 import type { AwsCseOptions } from '../engine/aws-cse/index.js';
+import type { DerivedKeys } from '../format/kdf.js';
 import type { KeySource } from '../keys/index.js';
 import { ObjectStore } from '../store/store.js';
 import { BucketRegistry } from './buckets.js';
@@ -39,6 +40,8 @@ export interface RunningGateway {
 
 export interface StartOptions {
   keySource: KeySource;
+  /** Further keys objects may be sealed with (key rotation: the old key). */
+  readKeys?: DerivedKeys[];
   /** AWS S3 Encryption Client keys and write format (--aws-cse-*, --format; docs/aws-cse.md). */
   awsCse?: AwsCseOptions;
   /** Use this store instead of building one from config.backend. */
@@ -105,6 +108,7 @@ export async function startGateway(config: GatewayConfig, opts: StartOptions): P
   const registry = new BucketRegistry(store, config.buckets, opts.keySource, {
     cacheBytes: config.cacheBytes,
     uploadConcurrency: config.uploadConcurrency,
+    readKeys: opts.readKeys,
     awsCse: opts.awsCse,
   }, (message) => log?.debug({ warning: message }, 'listing skipped an entry'));
   const gateway = new Gateway({
