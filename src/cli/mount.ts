@@ -12,7 +12,7 @@ import { Engine, EngineError, type EngineWarning } from '../engine/index.js';
 import { EncryptedFileSystem } from '../fs/filesystem.js';
 import { DEFAULT_ATTR_TTL_MS, DEFAULT_DIR_TTL_MS, DEFAULT_NEGATIVE_TTL_MS, type FsOptions } from '../fs/types.js';
 import { loadKeys } from '../keys/index.js';
-import { startMountOps } from '../ops/mount-ops.js';
+import { startMountOps, type MountOps } from '../ops/mount-ops.js';
 import { daemonKeySource, MEMKEY_LISTEN_OPTIONS } from '../memkey/cli-support.js';
 import { candidatePrefixes, openReadKeys, readBucketConfig } from './bucket.js';
 import type { Args, CliCommand } from './command.js';
@@ -193,7 +193,7 @@ async function mountForeground(args: Args, rt: Runtime, child: boolean): Promise
   }
 
   const why = await waitForShutdown(rt.signal, mnt);
-  return shutdown(fs, handle, why, unmountTimeoutMs);
+  return shutdown(fs, handle, why, unmountTimeoutMs, ops);
 }
 
 function mountErrorToCli(err: unknown): never {
@@ -237,11 +237,12 @@ async function isMounted(mnt: string): Promise<boolean> {
  * wait for writers to close them); store anything left. Files still open for writing when the
  * timeout runs out are not uploaded half-written: their writers get errors and we say which.
  */
-async function shutdown(fs: EncryptedFileSystem, handle: MountHandle, why: 'signal' | 'unmounted', timeoutMs: number): Promise<number> {
+async function shutdown(fs: EncryptedFileSystem, handle: MountHandle, why: 'signal' | 'unmounted', timeoutMs: number, names: Pick<MountOps, 'logPath' | 'logMessage'>): Promise<number> {
   let code: number = ExitCode.OK;
+  // Paths go through logPath(): with encrypted names a log line never holds a plaintext name.
   const report = (failures: { path: string; error: unknown }[]) => {
     for (const f of failures) {
-      stamp(`could not store /${f.path}: ${f.error instanceof Error ? f.error.message : String(f.error)}`);
+      stamp(`could not store ${names.logPath(f.path)}: ${names.logMessage(f.path, f.error instanceof Error ? f.error.message : String(f.error))}`);
       code = ExitCode.GENERIC;
     }
   };
@@ -259,7 +260,7 @@ async function shutdown(fs: EncryptedFileSystem, handle: MountHandle, why: 'sign
   const connected = handle.connected?.bind(handle);
   const left = await fs.drain(timeoutMs, { gone: connected ? async () => !(await connected()) : undefined });
   if (left.length) {
-    stamp(`giving up on ${left.length} file(s) still open for writing; their unsaved changes are discarded: ${left.map((p) => '/' + p).join(', ')}`);
+    stamp(`giving up on ${left.length} file(s) still open for writing; their unsaved changes are discarded: ${left.map((p) => names.logPath(p)).join(', ')}`);
     await fs.abortWrites();
     code = ExitCode.GENERIC;
   }
