@@ -29,6 +29,8 @@ t.test('mount.fuse.s3cryptfs: fstab options to mount flags', async (t) => {
   t.equal(r.stdout, '/opt/s3cryptfs mount --daemon --allow-other --uid 1000 --gid 1000 --umask 027 --key-file /etc/s3cryptfs/k --cache-size 256M s3://b/vault /srv/vault');
   r = helper(['s3://b', '/mnt', '-o', 'ro,endpoint=http://127.0.0.1:9000,path_style,log_file=/var/log/v.log', '-n']);
   t.equal(r.stdout, '/opt/s3cryptfs mount --daemon --read-only --endpoint http://127.0.0.1:9000 --path-style --log-file /var/log/v.log s3://b /mnt');
+  r = helper(['s3://b', '/mnt', '-o', 'key_file=/k/new,read_key_file=/k/old,read_key_file=/k/older']);
+  t.equal(r.stdout, '/opt/s3cryptfs mount --daemon --key-file /k/new --read-key-file /k/old --read-key-file /k/older s3://b /mnt', 'read keys during a rotation');
   r = helper(['s3://b', '/mnt', '-o', 'env.AWS_PROFILE=backup,defaults']);
   t.equal(r.stdout, '/opt/s3cryptfs mount --daemon s3://b /mnt', 'env.* options are exported, not passed');
   r = helper(['s3://b', '/mnt', '-o', 'bogus=1']);
