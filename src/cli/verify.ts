@@ -20,6 +20,7 @@ const WARNING_TEXT: Record<EngineWarning['code'], string> = {
   BAD_NAME: 'name does not decrypt with this key (foreign or tampered object)',
   INVALID_SIZE: 'size no s3cryptfs object can have (truncated or extended)',
   BAD_ATTRIBUTES: 'attributes fail authentication',
+  BAD_DIR_INDEX: 'directory attribute index fails authentication',
 };
 
 interface ReportedFailure {

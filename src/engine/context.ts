@@ -7,7 +7,7 @@ import type { EngineStats } from './stats.js';
 import type { EngineStore } from './store-port.js';
 
 export interface EngineWarning {
-  code: 'INVALID_SIZE' | 'BAD_NAME' | 'BAD_ATTRIBUTES';
+  code: 'INVALID_SIZE' | 'BAD_NAME' | 'BAD_ATTRIBUTES' | 'BAD_DIR_INDEX';
   /** The raw S3 key concerned. */
   key: string;
   message: string;

@@ -5,12 +5,13 @@
 import type { Readable } from 'node:stream';
 import {
   CONFIG_OBJECT_NAME, encodeConfig, IntegrityError, openBucketKeys, parseConfig, plaintextSize,
-  type BucketConfig, type DerivedKeys, type KeyRing,
+  type BucketConfig, type DirIndex, type DerivedKeys, type KeyRing,
 } from '../format/index.js';
 import { isStoreError } from '../store/errors.js';
 import { attributesMetadata, readAttributes } from './attributes.js';
 import { AwsCse, type AwsCseOptions, type CseFacts } from './aws-cse/index.js';
 import { ChunkCache } from './chunk-cache.js';
+import { DIR_CONTENT_TYPE, dirObjectKey, readDirAttributes, readDirObject, writeDirAttributes, writeDirIndex, type DirObject } from './dir-index.js';
 import type { EngineContext, EngineWarning } from './context.js';
 import { EngineError } from './errors.js';
 import { listPage, listPages, type ListOptions } from './listing.js';
@@ -29,7 +30,6 @@ export const MIN_PART_SIZE = 5 * MiB;
 export const MAX_PART_SIZE = 5 * 1024 * MiB;
 export const DEFAULT_UPLOAD_CONCURRENCY = 4;
 export const DEFAULT_READAHEAD_MAX_BYTES = 8 * MiB;
-const DIR_CONTENT_TYPE = 'application/x-directory';
 const OBJECT_CONTENT_TYPE = 'application/octet-stream';
 
 export interface EngineOptions {
@@ -212,8 +212,44 @@ export class Engine {
     return page.objects.length > 0 || page.prefixes.length > 0;
   }
 
-  async mkdirMarker(dir: string): Promise<void> {
-    await this.ctx.store.put(this.bucket, this.ctx.paths.markerKey(dir), Buffer.alloc(0), { contentType: DIR_CONTENT_TYPE });
+  /**
+   * Creates the directory's marker (with `attributes` sealed into it). With `ifMissing` an existing
+   * marker, which may hold attributes and an index, is left alone.
+   */
+  async mkdirMarker(dir: string, opts: { attributes?: Record<string, string>; ifMissing?: boolean } = {}): Promise<void> {
+    const key = this.ctx.paths.markerKey(dir);
+    const metadata = opts.attributes ? attributesMetadata(this.ctx, key, opts.attributes) : undefined;
+    try {
+      await this.ctx.store.put(this.bucket, key, Buffer.alloc(0), { contentType: DIR_CONTENT_TYPE, metadata, ifNoneMatch: opts.ifMissing ? '*' : undefined });
+    } catch (err) {
+      if (opts.ifMissing && isStoreError(err, 'PreconditionFailed')) return;
+      throw err;
+    }
+  }
+
+  /** The directory's attributes and attribute index (one GET of its marker; see dir-index.ts). */
+  readDirObject(dir: string): Promise<DirObject> {
+    return readDirObject(this.ctx, dir);
+  }
+
+  /** The directory's own attributes (one HEAD of its marker); null when it has none. */
+  dirAttributes(dir: string): Promise<Record<string, string> | null> {
+    return readDirAttributes(this.ctx, dir);
+  }
+
+  /** Replaces the directory's attributes, keeping its index. */
+  setDirAttributes(dir: string, attributes: Record<string, string>): Promise<void> {
+    return writeDirAttributes(this.ctx, dir, attributes);
+  }
+
+  /** Stores the directory's attribute index (attributes undefined: keep the stored ones). */
+  writeDirIndex(dir: string, index: DirIndex, attributes?: Record<string, string> | null): Promise<void> {
+    return writeDirIndex(this.ctx, dir, index, attributes);
+  }
+
+  /** S3 key of the object holding a directory's attributes and index. */
+  dirObjectKey(dir: string): string {
+    return dirObjectKey(this.ctx, dir);
   }
 
   async removeDirMarker(dir: string): Promise<void> {
@@ -261,8 +297,8 @@ export class Engine {
   }
 
   /** Replaces the attributes (a copy of the object onto itself). */
-  async setAttributes(path: string, attrs: Record<string, string>): Promise<void> {
-    await this.copy(path, path, { attributes: attrs });
+  setAttributes(path: string, attrs: Record<string, string>): Promise<{ etag: string }> {
+    return this.copy(path, path, { attributes: attrs });
   }
 
   /** S3 Encryption Client facts of an object, or null when it is in our own format (or missing). */

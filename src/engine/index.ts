@@ -7,3 +7,4 @@ export type { EngineStats } from './stats.js';
 export type { ListOptions } from './listing.js';
 export type { ReadStreamOptions } from './read-stream.js';
 export type { EngineStore } from './store-port.js';
+export type { DirObject } from './dir-index.js';

@@ -1,6 +1,6 @@
 /**
  * Directory listings: one ListObjectsV2 per page, names decrypted, sizes converted, no HEADs.
- * The config object and directory markers are hidden; entries that cannot be ours (undecryptable
+ * The config object, the root's index object and directory markers are hidden; entries that cannot be ours (undecryptable
  * name, impossible size) are skipped and reported as warnings instead of failing the listing.
  */
 import { plaintextSize } from '../format/index.js';
@@ -40,7 +40,7 @@ export async function listPage(ctx: EngineContext, dir: string, opts: ListOption
     }
   };
   for (const obj of page.objects) {
-    if (obj.key === ctx.paths.configKey || obj.key === prefix) continue;
+    if (obj.key === ctx.paths.configKey || obj.key === ctx.paths.rootIndexKey || obj.key === prefix) continue;
     if (obj.key.endsWith('/')) {
       // A directory marker; only a recursive listing sees markers of subdirectories.
       const path = decode(obj.key);

@@ -3,23 +3,26 @@
  * ("dir/file.txt"; "" is the root directory). With name mode "aes-siv" each segment is encrypted;
  * with "plain" the key is the path itself.
  */
-import { CONFIG_OBJECT_NAME, decryptPath, encryptPath, MAX_KEY_BYTES, MAX_NAME_BYTES, NameError, type NameMode } from '../format/index.js';
+import { CONFIG_OBJECT_NAME, decryptPath, DIR_INDEX_ROOT_NAME, encryptPath, MAX_KEY_BYTES, MAX_NAME_BYTES, NameError, type NameMode } from '../format/index.js';
 import { EngineError } from './errors.js';
 
 export class PathCodec {
   /** "" or "some/prefix/": prepended to every key. */
   readonly keyPrefix: string;
   readonly configKey: string;
+  /** The root directory's attributes and index (the root has no marker). */
+  readonly rootIndexKey: string;
 
   constructor(prefix: string, private readonly mode: NameMode, private readonly nameKey: Uint8Array) {
     this.keyPrefix = normalizePrefix(prefix);
     this.configKey = this.keyPrefix + CONFIG_OBJECT_NAME;
+    this.rootIndexKey = this.keyPrefix + DIR_INDEX_ROOT_NAME;
   }
 
   /** S3 key of a file. */
   fileKey(path: string): string {
     const p = checkPath(path, false);
-    if (this.mode === 'plain' && p === CONFIG_OBJECT_NAME) throw new EngineError('INVALID_PATH', `"${CONFIG_OBJECT_NAME}" is reserved`);
+    if (this.mode === 'plain' && (p === CONFIG_OBJECT_NAME || p === DIR_INDEX_ROOT_NAME)) throw new EngineError('INVALID_PATH', `"${p}" is reserved`);
     return this.withLimit(this.keyPrefix + this.encode(p), path);
   }
 

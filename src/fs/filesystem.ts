@@ -9,12 +9,15 @@
  */
 import { constants as fsc } from 'node:fs';
 import { isEngineError } from '../engine/errors.js';
+import type { DirObject } from '../engine/index.js';
 import type { EntryInfo } from '../engine/types.js';
+import { lastModifiedSeconds } from '../format/dir-index.js';
 import {
   decodePosix, foreignAttributes, encodePosix, msToNs, nowNs, typeBits, PERM_MASK,
   type NodeType, type PosixMeta,
 } from './attrs.js';
 import { MetadataCache, TtlMap, type DirListing } from './cache.js';
+import { DirIndexKeeper, sameVersion, type DirIndexStats } from './dir-index.js';
 import type { FsEngine } from './engine-port.js';
 import { FsError } from './errno.js';
 import { isNotFound as isNotFoundError, toFsError } from './errors.js';
@@ -23,7 +26,7 @@ import { OpenFile, type CommitResult } from './open-file.js';
 import { baseName, InodeTable, isWithin, join, parentOf, rebase, toRelative } from './paths.js';
 import { SpoolDir } from './spool.js';
 import {
-  DEFAULT_ATTR_TTL_MS, DEFAULT_ATTR_WRITEBACK_MS, DEFAULT_CACHE_ENTRIES, DEFAULT_DIR_TTL_MS, DEFAULT_NEGATIVE_TTL_MS, DEFAULT_STREAM_BUFFER_BYTES,
+  DEFAULT_ATTR_TTL_MS, DEFAULT_ATTR_WRITEBACK_MS, DEFAULT_CACHE_ENTRIES, DEFAULT_DIR_INDEX_DELAY_MS, DEFAULT_DIR_TTL_MS, DEFAULT_NEGATIVE_TTL_MS, DEFAULT_STREAM_BUFFER_BYTES,
   type DirEntry, type FsOptions, type FsStat, type NodeInfo, type StatFs,
 } from './types.js';
 
@@ -61,8 +64,15 @@ export class EncryptedFileSystem {
   private readonly inodes = new InodeTable();
   private readonly handles = new HandleTable<Handle>();
   private readonly openFiles = new Map<string, OpenFile>();
-  /** Directory attributes changed in this session (directory markers carry no attributes). */
+  /** Directory attributes changed in this session (also stored in the directory's marker). */
   private readonly dirMeta = new Map<string, PosixMeta>();
+  /** Directory attribute indexes (null when disabled); see dir-index.ts. */
+  private readonly dirIndex: DirIndexKeeper | null;
+  /** Directories whose last readdir found entries its index could not answer: lookups there refill it. */
+  private readonly healing: TtlMap<true>;
+  /** The root directory's stored attributes (the root has no marker; see Engine.readDirObject). */
+  private rootMeta: PosixMeta = {};
+  private rootMetaLoad: Promise<void> | null = null;
   private readonly inflight = new Map<string, Promise<unknown>>();
   /** Attribute changes of closed files not stored yet (see FsOptions.attrWritebackMs). */
   private readonly pendingMeta = new Map<string, PendingMeta>();
@@ -92,6 +102,12 @@ export class EncryptedFileSystem {
     this.streamBufferBytes = opts.streamBufferBytes ?? DEFAULT_STREAM_BUFFER_BYTES;
     this.attrWritebackMs = opts.attrWritebackMs ?? DEFAULT_ATTR_WRITEBACK_MS;
     this.dirLookups = new TtlMap(opts.dirTtlMs ?? DEFAULT_DIR_TTL_MS, 10_000);
+    this.healing = new TtlMap(opts.dirTtlMs ?? DEFAULT_DIR_TTL_MS, 10_000);
+    this.dirIndex = opts.dirIndex === false ? null : new DirIndexKeeper(engine, {
+      delayMs: opts.dirIndexDelayMs ?? DEFAULT_DIR_INDEX_DELAY_MS,
+      busy: (p) => this.pendingMeta.has(p) || !!this.openFiles.get(p)?.dirty,
+      onError: (dir, err) => this.opts.onError?.('dir-index', dir, err),
+    });
     this.cache = new MetadataCache({
       attrTtlMs: opts.attrTtlMs ?? DEFAULT_ATTR_TTL_MS,
       dirTtlMs: opts.dirTtlMs ?? DEFAULT_DIR_TTL_MS,
@@ -325,6 +341,7 @@ export class EncryptedFileSystem {
       const node = await this.node(path);
       if (node.type === 'dir') throw new FsError('EISDIR');
       await this.dropMeta(path);
+      this.dirIndex?.forgetFile(path);
       const file = await this.liveFile(path);
       if (file) {
         this.openFiles.delete(path);
@@ -350,9 +367,12 @@ export class EncryptedFileSystem {
       this.checkKeyLength(path);
       await this.requireDir(parentOf(path));
       if (await this.exists(path)) throw new FsError('EEXIST');
-      await this.engine.mkdirMarker(path);
       const now = nowNs();
-      this.dirMeta.set(path, { mode: mode & PERM_MASK, mtimeNs: now, atimeNs: now, ctimeNs: now });
+      const meta: PosixMeta = { mode: mode & PERM_MASK, mtimeNs: now, atimeNs: now, ctimeNs: now };
+      const attrs = encodePosix(meta);
+      await this.engine.mkdirMarker(path, { attributes: attrs });
+      this.dirMeta.set(path, meta);
+      if (this.writableIndex) this.dirIndex!.noteDir(path, attrs);
       this.mark(path);
       this.cache.noteExists(path, { type: 'dir', size: 0, own: true });
       // A directory we just created is empty: lookups inside it need no requests until the TTL.
@@ -368,6 +388,7 @@ export class EncryptedFileSystem {
       if (node.type !== 'dir') throw new FsError('ENOTDIR');
       for (const f of this.openFiles.values()) if (isWithin(f.path, path)) throw new FsError('ENOTEMPTY');
       if (!(await this.isEmptyDir(path))) throw new FsError('ENOTEMPTY');
+      await this.dirIndex?.cancel(path);
       await this.engine.removeDirMarker(path);
       this.mark(path);
       this.cache.noteGone(path, true);
@@ -390,6 +411,7 @@ export class EncryptedFileSystem {
       const stored = await this.engine.putBuffer(path, Buffer.alloc(0), { attributes: encodePosix(meta) });
       this.mark(path);
       this.cache.noteExists(path, { type: 'symlink', size: Buffer.byteLength(target, 'utf8'), etag: stored.etag, meta, foreign: {}, own: true });
+      this.noteStored(path, stored.etag, 0, encodePosix(meta));
     });
   }
 
@@ -470,6 +492,11 @@ export class EncryptedFileSystem {
   }
 
   // ------------------------------------------------------------------ lifecycle
+
+  /** Directory attribute index counters (null when indexes are disabled). */
+  get dirIndexStats(): DirIndexStats | null {
+    return this.dirIndex?.stats ?? null;
+  }
 
   /** Number of open file handles. */
   get openHandles(): number {
@@ -554,6 +581,9 @@ export class EncryptedFileSystem {
     this.closed = true;
     const failures = await this.flushAll();
     for (const file of new Set(this.openFiles.values())) await file.release().catch(() => {});
+    // Indexes last: they list what the flushes above stored.
+    await this.dirIndex?.flushAll();
+    this.dirIndex?.close();
     this.openFiles.clear();
     await this.spools.close();
     return failures;
@@ -595,6 +625,7 @@ export class EncryptedFileSystem {
     if (!result || file.unlinked) return;
     this.mark(file.path);
     this.cache.noteExists(file.path, { type: 'file', size: result.size, etag: result.etag, meta: result.meta, foreign: file.foreign, own: true });
+    this.noteStored(file.path, result.etag, result.size, encodePosix(result.meta, file.foreign));
   }
 
   /** The open file at `path`, after waiting for any file there that is closing to finish closing. */
@@ -605,6 +636,11 @@ export class EncryptedFileSystem {
       await f.closed;
       if (this.openFiles.get(path) === f) this.openFiles.delete(path);
     }
+  }
+
+  /** Our write stored this version of `path` with these attributes: the parent's index learns it. */
+  private noteStored(path: string, etag: string, size: number, attrs: Record<string, string>): void {
+    if (this.writableIndex) this.dirIndex!.noteFile(path, { etag, size, mtimeSec: null, attrs });
   }
 
   private mark(path: string): void {
@@ -621,6 +657,20 @@ export class EncryptedFileSystem {
     return start >= this.touchFloor && (this.touched.get(path) ?? 0) <= start;
   }
 
+  /** Reads the root's stored attributes once per mount (the root has no parent listing to bring them). */
+  private loadRootMeta(): Promise<void> {
+    this.rootMetaLoad ??= this.engine.dirAttributes('').then(
+      (attrs) => {
+        if (attrs) this.rootMeta = decodePosix(attrs);
+      },
+      (err: unknown) => {
+        this.rootMetaLoad = null; // defaults for now, ask again next time
+        this.opts.onError?.('getattr', '', err);
+      },
+    );
+    return this.rootMetaLoad;
+  }
+
   private rootInfo(): NodeInfo {
     return { type: 'dir', size: 0, own: true };
   }
@@ -631,7 +681,10 @@ export class EncryptedFileSystem {
 
   /** What `path` is: from open files, the caches, or the bucket. Throws ENOENT. */
   private async node(path: string): Promise<NodeInfo> {
-    if (path === '') return this.rootInfo();
+    if (path === '') {
+      await this.loadRootMeta();
+      return this.rootInfo();
+    }
     const file = this.openFiles.get(path);
     if (file) return this.openFileInfo(file);
     const cached = this.cache.attrs.get(path);
@@ -671,11 +724,13 @@ export class EncryptedFileSystem {
     if (listing) {
       const entry = listing.entries.get(baseName(path));
       if (!entry) info = null;
-      else if (entry.type === 'dir') info = { type: 'dir', size: 0, fetchedAt: Date.now() };
+      else if (entry.type === 'dir') info = { type: 'dir', size: 0, meta: entry.meta ?? (await this.storedDirMeta(path)), fetchedAt: Date.now() };
+      // Attributes from a validated index entry (foreign set) are complete; patched entries are not.
+      else if (entry.meta && entry.foreign) info = { ...entry, fetchedAt: Date.now() };
       else info = await this.head(path);
     } else {
       info = await this.head(path);
-      if (!info && (await this.dirExists(path))) info = { type: 'dir', size: 0, fetchedAt: Date.now() };
+      if (!info && (await this.dirExists(path))) info = { type: 'dir', size: 0, meta: await this.storedDirMeta(path), fetchedAt: Date.now() };
     }
     if (this.unchangedSince(path, start)) {
       if (info) this.cache.noteExists(path, info);
@@ -694,17 +749,45 @@ export class EncryptedFileSystem {
       throw err;
     }
     if (!st) return null;
-    const meta = decodePosix(st.attributes);
-    const type: NodeType = meta.type === 'symlink' && meta.target !== undefined ? 'symlink' : 'file';
-    return {
-      type,
-      size: type === 'symlink' ? Buffer.byteLength(meta.target!, 'utf8') : st.size,
-      etag: st.etag,
-      lastModified: st.lastModified,
-      meta,
-      foreign: foreignAttributes(st.attributes),
-      fetchedAt: Date.now(),
-    };
+    // A lookup the directory's index could not answer: remember it for the index's next rewrite.
+    if (this.writableIndex && this.healing.get(parentOf(path))) {
+      this.dirIndex!.noteFile(path, { etag: st.etag, size: st.size, mtimeSec: lastModifiedSeconds(st.lastModified), attrs: st.attributes });
+    }
+    return fileInfo(st.size, st.etag, st.lastModified, st.attributes);
+  }
+
+  /** The attributes stored in a directory's marker (one HEAD); {} when it has none. */
+  private async storedDirMeta(path: string): Promise<PosixMeta> {
+    let attrs: Record<string, string> | null;
+    try {
+      attrs = await this.engine.dirAttributes(path);
+    } catch (err) {
+      if (isEngineError(err, 'INVALID_PATH')) return {};
+      throw err;
+    }
+    if (this.writableIndex && this.healing.get(parentOf(path))) this.dirIndex!.noteDir(path, attrs ?? {});
+    return decodePosix(attrs ?? {});
+  }
+
+  private get writableIndex(): boolean {
+    return this.dirIndex !== null && !this.readOnly;
+  }
+
+  /** GET of the directory's marker: its attributes and index (null when disabled or unreadable). */
+  private async readDirObject(dir: string): Promise<DirObject | null> {
+    if (!this.dirIndex) return null;
+    try {
+      const obj = await this.engine.readDirObject(dir);
+      this.dirIndex.stats.reads++;
+      if (obj.error) {
+        this.dirIndex.stats.invalid++;
+        this.opts.onError?.('dir-index', dir, obj.error);
+      }
+      return obj;
+    } catch (err) {
+      if (!isEngineError(err, 'INVALID_PATH')) this.opts.onError?.('dir-index', dir, err);
+      return null; // only costs HEADs
+    }
   }
 
   private async dirExists(path: string): Promise<boolean> {
@@ -744,20 +827,56 @@ export class EncryptedFileSystem {
     return p;
   }
 
+  /**
+   * Lists `dir` and reads its attribute index alongside (ceil(N/1000) LISTs + 1 GET). Files whose
+   * listed version (ETag, size, LastModified second) matches their index entry get full attributes
+   * without a HEAD; the others are looked up one by one as before, and those lookups refill the index.
+   */
   private async fetchListing(dir: string): Promise<DirListing> {
     const start = this.seq;
     const entries = new Map<string, NodeInfo>();
     const files: EntryInfo[] = [];
-    for await (const page of this.engine.listAll(dir)) {
-      for (const f of page.files) {
-        files.push(f);
+    const subdirs: string[] = [];
+    const [, dirObj] = await Promise.all([
+      (async () => {
+        for await (const page of this.engine.listAll(dir)) {
+          files.push(...page.files);
+          subdirs.push(...page.dirs);
+        }
+      })(),
+      this.readDirObject(dir),
+    ]);
+    const index = dirObj?.index ?? null;
+    const now = Date.now();
+    const validated: [string, NodeInfo][] = [];
+    for (const f of files) {
+      const e = index?.files.get(baseName(f.path));
+      if (sameVersion(e, f)) {
+        const info = fileInfo(f.size, f.etag, f.lastModified, e.attrs, now);
+        entries.set(baseName(f.path), info);
+        validated.push([f.path, info]);
+      } else {
         entries.set(baseName(f.path), { type: 'file', size: f.size, etag: f.etag, lastModified: f.lastModified });
       }
-      for (const d of page.dirs) {
-        const name = baseName(d.replace(/\/+$/, ''));
-        if (name !== '' && !entries.has(name)) entries.set(name, { type: 'dir', size: 0 });
-      }
     }
+    const unknownDirs: string[] = [];
+    for (const d of subdirs) {
+      const name = baseName(d.replace(/\/+$/, ''));
+      if (name === '' || entries.has(name)) continue;
+      const attrs = index?.dirs.get(name);
+      entries.set(name, { type: 'dir', size: 0, meta: attrs ? decodePosix(attrs) : undefined });
+      if (!attrs) unknownDirs.push(name);
+    }
+    if (this.dirIndex) {
+      this.dirIndex.stats.hits += validated.length;
+      this.dirIndex.stats.misses += files.length - validated.length;
+    }
+    if (this.writableIndex && (validated.length < files.length || unknownDirs.length > 0)) this.healing.set(dir, true);
+    // readdir reports directories as exact: read the attributes of those the index does not have.
+    await runLimited(unknownDirs, COPY_CONCURRENCY, async (name) => {
+      const entry = entries.get(name);
+      if (entry) entry.meta = await this.storedDirMeta(join(dir, name));
+    });
     const listing: DirListing = { entries };
     if (this.unchangedSince(dir, start)) {
       this.cache.dirs.set(dir, listing);
@@ -766,6 +885,14 @@ export class EncryptedFileSystem {
         const a = this.cache.attrs.get(f.path);
         if (a && a.etag !== undefined && a.etag !== f.etag) this.cache.attrs.delete(f.path);
         this.cache.negative.delete(f.path);
+      }
+      for (const [path, info] of validated) {
+        if (!this.pendingMeta.has(path) && !this.openFiles.has(path)) this.cache.attrs.set(path, info);
+      }
+      if (dirObj?.exists) {
+        const meta = decodePosix(dirObj.attributes ?? {});
+        if (dir === '') this.rootMeta = meta;
+        else this.cache.attrs.set(dir, { ...this.cache.attrs.get(dir), type: 'dir', size: 0, meta, fetchedAt: now });
       }
     }
     return listing;
@@ -781,12 +908,12 @@ export class EncryptedFileSystem {
     }
     const st = this.statOf(path, entry);
     // An empty object may be a symlink: leave the type unknown so the kernel asks (DT_UNKNOWN).
-    if (entry.type === 'file' && entry.size === 0) st.mode = 0;
+    if (entry.type === 'file' && entry.size === 0 && !entry.meta) st.mode = 0;
     return st;
   }
 
   private statOf(path: string, node: NodeInfo): FsStat {
-    const meta: PosixMeta = node.type === 'dir' ? { ...node.meta, ...this.dirMeta.get(path) } : node.meta ?? {};
+    const meta: PosixMeta = node.type === 'dir' ? { ...(path === '' ? this.rootMeta : node.meta), ...this.dirMeta.get(path) } : node.meta ?? {};
     const defaultPerm = node.type === 'dir' ? 0o755 : node.type === 'symlink' ? 0o777 : 0o644;
     let perm = meta.mode ?? defaultPerm;
     if (this.opts.umask !== undefined && node.type !== 'symlink') perm &= ~this.opts.umask & PERM_MASK;
@@ -812,7 +939,15 @@ export class EncryptedFileSystem {
   private async changeMeta(path: string, change: PosixMeta): Promise<void> {
     let node = await this.node(path);
     if (node.type === 'dir') {
-      this.dirMeta.set(path, { ...this.dirMeta.get(path), ...change, ctimeNs: nowNs() });
+      const session = { ...this.dirMeta.get(path), ...change, ctimeNs: nowNs() };
+      this.dirMeta.set(path, session);
+      // Stored in the directory's marker (the root's index object) and the parent's index.
+      const attrs = encodePosix({ ...(path === '' ? this.rootMeta : node.meta), ...session, type: undefined, target: undefined });
+      await this.engine.setDirAttributes(path, attrs);
+      if (this.writableIndex) {
+        this.dirIndex!.noteOwnAttributes(path, attrs);
+        this.dirIndex!.noteDir(path, attrs);
+      }
       return;
     }
     const file = await this.liveFile(path);
@@ -825,8 +960,10 @@ export class EncryptedFileSystem {
     const meta: PosixMeta = { ...node.meta, ...change, ctimeNs: nowNs() };
     this.mark(path);
     if (this.attrWritebackMs <= 0) {
-      await this.engine.setAttributes(path, encodePosix(meta, node.foreign));
+      const attrs = encodePosix(meta, node.foreign);
+      const { etag } = await this.engine.setAttributes(path, attrs);
       this.cache.noteExists(path, { ...node, meta, etag: undefined, own: true });
+      this.noteStored(path, etag, node.type === 'symlink' ? 0 : node.size, attrs);
       return;
     }
     const prev = this.pendingMeta.get(path);
@@ -849,10 +986,13 @@ export class EncryptedFileSystem {
     this.pendingMeta.delete(path);
     const p = (async () => {
       try {
-        await this.engine.setAttributes(path, encodePosix(pending.meta, pending.foreign));
+        const attrs = encodePosix(pending.meta, pending.foreign);
+        const { etag } = await this.engine.setAttributes(path, attrs);
         this.mark(path);
         const cached = this.cache.attrs.get(path);
         if (cached) this.cache.noteExists(path, { ...cached, meta: pending.meta, etag: undefined, own: true });
+        if (cached?.type === 'file') this.noteStored(path, etag, cached.size, attrs);
+        else if (cached?.type === 'symlink') this.noteStored(path, etag, 0, attrs);
       } catch (err) {
         this.mark(path);
         this.cache.invalidate(path);
@@ -894,7 +1034,9 @@ export class EncryptedFileSystem {
     if (listing && listing.entries.size > 0) return;
     for (const f of this.openFiles.values()) if (isWithin(f.path, dir)) return;
     if (!(await this.isEmptyDir(dir))) return;
-    await this.engine.mkdirMarker(dir);
+    // An existing marker keeps its attributes and index.
+    const session = this.dirMeta.get(dir);
+    await this.engine.mkdirMarker(dir, { ifMissing: true, attributes: session ? encodePosix(session) : undefined });
   }
 
   /** Asks the bucket (not the cache) whether anything is stored below `dir`. */
@@ -943,6 +1085,10 @@ export class EncryptedFileSystem {
     this.cache.noteGone(from);
     this.cache.noteExists(to, info);
     this.inodes.rename(from, to, false);
+    this.dirIndex?.forgetFile(from);
+    if (src.meta && (src.foreign || copyOpts.attributes) && !(file && this.openFiles.get(to) === file && file.dirty)) {
+      this.noteStored(to, etag, src.type === 'symlink' ? 0 : src.size, copyOpts.attributes ?? encodePosix(src.meta, src.foreign));
+    }
   }
 
   private async renameDir(from: string, to: string, targetExists: boolean): Promise<void> {
@@ -965,9 +1111,18 @@ export class EncryptedFileSystem {
     }
     const copied: string[] = [];
     const etags = new Map<string, string>();
+    await this.dirIndex?.cancel(from);
+    // Directory attributes move with their markers; the indexes do not (they are bound to the old
+    // keys) and are rebuilt by later lookups.
+    const moveMarker = async (dir: string) => {
+      const attrs = await this.engine.dirAttributes(dir);
+      const dst = rebase(dir, from, to);
+      await this.engine.mkdirMarker(dst, { attributes: attrs && Object.keys(attrs).length ? attrs : undefined });
+      if (dst === to && this.writableIndex) this.dirIndex!.noteDir(to, attrs ?? {});
+    };
     try {
-      await this.engine.mkdirMarker(to);
-      await runLimited(markers, COPY_CONCURRENCY, (m) => this.engine.mkdirMarker(rebase(m, from, to)));
+      await moveMarker(from);
+      await runLimited(markers, COPY_CONCURRENCY, moveMarker);
       await runLimited(files, COPY_CONCURRENCY, async (f) => {
         const dst = rebase(f.path, from, to);
         const { etag } = await this.engine.copy(f.path, dst);
@@ -1026,4 +1181,19 @@ async function runLimited<T>(items: T[], limit: number, fn: (item: T) => Promise
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   if (failure !== null) throw failure;
+}
+
+/** What a file's stored attributes say it is (a symlink is an empty object with a target). */
+function fileInfo(size: number, etag: string, lastModified: Date, attrs: Record<string, string>, fetchedAt = Date.now()): NodeInfo {
+  const meta = decodePosix(attrs);
+  const type: NodeType = meta.type === 'symlink' && meta.target !== undefined ? 'symlink' : 'file';
+  return {
+    type,
+    size: type === 'symlink' ? Buffer.byteLength(meta.target!, 'utf8') : size,
+    etag,
+    lastModified,
+    meta,
+    foreign: foreignAttributes(attrs),
+    fetchedAt,
+  };
 }

@@ -86,6 +86,15 @@ export interface FsOptions {
    * Default 1000. Pending changes are stored at unmount, and before the file is opened again.
    */
   attrWritebackMs?: number;
+  /**
+   * Directory attribute indexes (docs/semantics.md): readdir reads the directory's index and uses
+   * the attributes of every entry it validates, so `ls -l` needs no HEAD per file; the mount
+   * rewrites the index after its own changes and after lookups the index could not answer.
+   * Default true.
+   */
+  dirIndex?: boolean;
+  /** Delay (ms) between a change in a directory and the rewrite of its index. Default 2000. */
+  dirIndexDelayMs?: number;
   /** Called with every unexpected error turned into EIO (for logging). */
   onError?: (op: string, path: string, err: unknown) => void;
 }
@@ -96,3 +105,4 @@ export const DEFAULT_NEGATIVE_TTL_MS = 10_000;
 export const DEFAULT_CACHE_ENTRIES = 100_000;
 export const DEFAULT_STREAM_BUFFER_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_ATTR_WRITEBACK_MS = 1000;
+export const DEFAULT_DIR_INDEX_DELAY_MS = 2000;

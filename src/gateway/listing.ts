@@ -10,7 +10,7 @@
  * continuation token). A page costs the listings of the directories on the path to the resume
  * point plus those it covers. Directory marker objects are not listed in this mode.
  */
-import { CONFIG_OBJECT_NAME, plaintextSize } from '../format/index.js';
+import { CONFIG_OBJECT_NAME, DIR_INDEX_ROOT_NAME, plaintextSize } from '../format/index.js';
 import type { EntryInfo } from '../engine/index.js';
 import type { OpenBucket } from './buckets.js';
 import { Errors } from './errors.js';
@@ -19,7 +19,7 @@ import { Errors } from './errors.js';
 export const GATEWAY_DIR = '.s3cryptfs-gateway';
 
 export function isHiddenKey(key: string): boolean {
-  return key === CONFIG_OBJECT_NAME || key === GATEWAY_DIR || key.startsWith(GATEWAY_DIR + '/');
+  return key === CONFIG_OBJECT_NAME || key === DIR_INDEX_ROOT_NAME || key === GATEWAY_DIR || key.startsWith(GATEWAY_DIR + '/');
 }
 
 export interface ListQuery {
@@ -86,7 +86,7 @@ async function listPlain(bucket: OpenBucket, q: ListQuery): Promise<ListResult> 
     const key = o.key.slice(storePrefix.length);
     if (!o.key.startsWith(storePrefix) || isHiddenKey(key) || cse?.skip.has(o.key)) continue;
     let size: number | null;
-    if (key.endsWith('/')) size = o.size === 0 ? 0 : null; // directory marker
+    if (key.endsWith('/')) size = 0; // directory marker (its body, if any, is the mount's attribute index)
     else size = cse?.sizes.get(o.key) ?? plaintextSize(o.size, chunkSize);
     if (size === null) continue; // not an object of this store
     objects.push({ key, size, backendEtag: o.etag, lastModified: o.lastModified });

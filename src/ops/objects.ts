@@ -3,7 +3,7 @@
  * object under the prefix except the config object, directory markers and nested stores (a
  * sub-prefix with its own .s3cryptfs.json is another store, with its own keys).
  */
-import { CONFIG_OBJECT_NAME, parseConfig } from '../format/index.js';
+import { CONFIG_OBJECT_NAME, DIR_INDEX_ROOT_NAME, parseConfig } from '../format/index.js';
 import type { OpsStore } from './store-port.js';
 
 export interface RawObject {
@@ -37,6 +37,6 @@ export async function listStoreObjects(store: OpsStore, bucket: string, prefix: 
       // an ordinary file
     }
   }
-  const objects = all.filter((o) => o.key !== configKey && !o.key.endsWith('/') && !nested.some((p) => o.key.startsWith(p)));
+  const objects = all.filter((o) => o.key !== configKey && o.key !== prefix + DIR_INDEX_ROOT_NAME && !o.key.endsWith('/') && !nested.some((p) => o.key.startsWith(p)));
   return { objects, nested };
 }

@@ -182,7 +182,7 @@ export class AwsCse {
     const sizes = new Map<string, number>();
     const skip = new Set<string>();
     const todo = objects.filter((o) => {
-      if (o.key.endsWith('/') || o.key === this.ctx.paths.configKey) return false;
+      if (o.key.endsWith('/') || o.key === this.ctx.paths.configKey || o.key === this.ctx.paths.rootIndexKey) return false;
       if (this.isInstructionFile(o.key)) {
         skip.add(o.key);
         return false;
