@@ -32,6 +32,11 @@ export interface MountOptions {
   defaultPermissions?: boolean;
   /** Remove the mount when the process dies (fusermount's auto_unmount). Default true. */
   autoUnmount?: boolean;
+  /**
+   * Kernel page cache in writeback mode: the kernel batches writes and owns a file's mtime and size
+   * while it caches the file (fuse3 only; fuse-native cannot). Default off.
+   */
+  writeback?: boolean;
   /** Print every FUSE request (libfuse debug). */
   debug?: boolean;
   /** Called for every errno returned and every handler failure (for logging). */

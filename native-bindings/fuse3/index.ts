@@ -42,8 +42,6 @@ const RENAME_NOREPLACE = 1;
 const O_ACCMODE = 3;
 
 export interface Fuse3MountOptions extends MountOptions {
-  /** Kernel page cache in writeback mode (the kernel batches writes; default off). */
-  writeback?: boolean;
   /** Largest read the kernel asks for in one request (readahead window). Default = maxWrite. */
   maxReadahead?: number;
   /** Called with every request's op name (tests count lookups this way). */

@@ -48,6 +48,7 @@ export const mountCommand: CliCommand = {
         'spool-dir': { type: 'string', group: MOUNT_GROUP, requiresArg: true, describe: 'Directory for the (encrypted) spool files of files being modified [default: $TMPDIR]' },
         'unmount-timeout': { type: 'number', group: MOUNT_GROUP, requiresArg: true, describe: `Seconds to wait at unmount for files still open for writing [default: ${DEFAULT_UNMOUNT_TIMEOUT_S}]` },
         fuse: { type: 'string', group: MOUNT_GROUP, choices: [...BINDING_NAMES], requiresArg: true, describe: `FUSE binding [default: ${DEFAULT_BINDING}, else fuse-native when it cannot mount here]` },
+        'writeback-cache': { type: 'boolean', group: MOUNT_GROUP, describe: 'Let the kernel cache and batch writes (fuse3 only; the kernel owns an open file\'s mtime and size: see docs/semantics.md) [default: off]' },
         'admin-listen': { type: 'string', group: MOUNT_GROUP, requiresArg: true, describe: 'Serve Prometheus /metrics and a live dashboard on HOST:PORT (e.g. 127.0.0.1:9464) [default: off]' },
         'control-socket': { type: 'string', group: MOUNT_GROUP, requiresArg: true, describe: 'Unix socket `s3cryptfs status` asks; "" disables it [default: $XDG_RUNTIME_DIR/s3cryptfs/<mount point>.sock]' },
         'fuse-debug': { type: 'boolean', group: MOUNT_GROUP, hidden: true, describe: 'Print every FUSE request' },
@@ -154,6 +155,7 @@ async function mountForeground(args: Args, rt: Runtime, child: boolean): Promise
   const binding = await loadBinding(args.fuse === undefined ? undefined : String(args.fuse));
   const reason = await binding.unavailableReason();
   if (reason) throw new CliError(ExitCode.FUSE_UNAVAILABLE, `FUSE is not available: ${reason}`);
+  if (args['writeback-cache'] === true && binding.name !== 'fuse3') throw new CliError(ExitCode.USAGE, `--writeback-cache needs the fuse3 binding (this mount uses ${binding.name})`);
   const { checkMountpoint } = await import('../../native-bindings/fuse-native/index.js');
   await checkMountpoint(mnt).catch(mountErrorToCli);
 
@@ -178,6 +180,7 @@ async function mountForeground(args: Args, rt: Runtime, child: boolean): Promise
       readOnly: opts.readOnly,
       fsName: formatS3Url(url.bucket, prefix),
       debug: args['fuse-debug'] === true,
+      writeback: args['writeback-cache'] === true,
     });
   } catch (err) {
     await fs.close();
