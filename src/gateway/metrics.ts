@@ -38,6 +38,7 @@ export function gatewayPanels(prefix: string): DashboardPanel[] {
     { title: 'In flight', metric: `${prefix}gateway_requests_in_flight`, kind: 'gauge' },
     { title: 'Encrypted (uploads)', metric: `${prefix}gateway_bytes_encrypted_total`, kind: 'bytes-rate' },
     { title: 'Decrypted (downloads)', metric: `${prefix}gateway_bytes_decrypted_total`, kind: 'bytes-rate' },
+    { title: 'Backend retries', metric: `${prefix}backend_retries_total`, kind: 'rate', by: 'operation' },
     { title: 'Integrity failures', metric: `${prefix}gateway_integrity_failures_total`, kind: 'gauge' },
     { title: 'Resident memory', metric: `${prefix}process_resident_memory_bytes`, kind: 'bytes' },
     { title: 'CPU', metric: `${prefix}process_cpu_seconds_total`, kind: 'rate' },

@@ -7,6 +7,7 @@ import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AdminServer } from '../admin/server.js';
 import { MetricsRegistry } from '../admin/registry.js';
+import { storeMetrics } from '../admin/store-metrics.js';
 import type { AwsCseOptions } from '../engine/aws-cse/index.js';
 import type { DerivedKeys } from '../format/kdf.js';
 import type { KeySource } from '../keys/index.js';
@@ -105,6 +106,7 @@ export async function startGateway(config: GatewayConfig, opts: StartOptions): P
   });
   const metricsRegistry = new MetricsRegistry();
   const metrics = gatewayMetrics(metricsRegistry);
+  storeMetrics(metricsRegistry, () => store.stats);
   const registry = new BucketRegistry(store, config.buckets, opts.keySource, {
     cacheBytes: config.cacheBytes,
     uploadConcurrency: config.uploadConcurrency,

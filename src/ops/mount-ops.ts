@@ -11,6 +11,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { MetricsRegistry } from '../admin/registry.js';
+import { storeMetrics } from '../admin/store-metrics.js';
 import { AdminServer } from '../admin/server.js';
 import type { DashboardPanel } from '../admin/dashboard.js';
 import type { Engine, ObjectWriter, WriteOptions } from '../engine/index.js';
@@ -253,6 +254,7 @@ export class MountOps {
         lastReq.set(op, Math.max(prev, n));
       }
     });
+    storeMetrics(m, st);
     const lastErr = new Map<string, number>();
     const errorsByOp = this.errorsByOp;
     m.counter('mount_errors_total', 'File system operations that failed with an error other than ENOENT-like answers', ['op'], function () {

@@ -112,6 +112,8 @@ export interface StoreStats {
   /** HTTP requests sent, by S3 operation name, retries included. */
   requests: Record<string, number>;
   retries: number;
+  /** The same retries by S3 operation name (SDK request retries and resumed body reads). */
+  retriesByOp: Record<string, number>;
   bytesSent: number;
   bytesReceived: number;
 }
@@ -125,7 +127,7 @@ const DELETE_BATCH_SIZE = 1000;
 type CallOptions = { abortSignal?: AbortSignal };
 
 export class ObjectStore {
-  readonly stats: StoreStats = { requests: {}, retries: 0, bytesSent: 0, bytesReceived: 0 };
+  readonly stats: StoreStats = { requests: {}, retries: 0, retriesByOp: {}, bytesSent: 0, bytesReceived: 0 };
   readonly endpoint: string | undefined;
   readonly region: string;
   private readonly client: S3Client;
@@ -611,7 +613,12 @@ export class ObjectStore {
 
   private countRequests(op: string, attempts = 1): void {
     this.stats.requests[op] = (this.stats.requests[op] ?? 0) + attempts;
-    this.stats.retries += attempts - 1;
+    if (attempts > 1) this.countRetries(op, attempts - 1);
+  }
+
+  private countRetries(op: string, n: number): void {
+    this.stats.retries += n;
+    this.stats.retriesByOp[op] = (this.stats.retriesByOp[op] ?? 0) + n;
   }
 
   private context(ctx: StoreErrorContext): StoreErrorContext {
@@ -671,7 +678,7 @@ export class ObjectStore {
           if (cause instanceof ShortBodyError) throw storeError('ServerError', `${cause.message}, retries exhausted`, ctx, { cause });
           throw toStoreError(cause, ctx);
         }
-        this.stats.retries++;
+        this.countRetries(ctx.op, 1);
         await sleep(backoffDelayMs(attempt), opts.signal);
       }
     }

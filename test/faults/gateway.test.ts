@@ -90,3 +90,38 @@ t.test('a corrupted backend body never becomes a 200 with wrong bytes', async (t
   }
   f.proxy.setDecide(() => ({ kind: 'forward' }));
 });
+
+t.test('injected 503s: retried with backoff, the request succeeds, /metrics counts the retries by operation', async (t) => {
+  // The registry behind the admin listener's /metrics.
+  const retries = async (operation: string) => {
+    const text = await f.gw.metrics.text();
+    const m = new RegExp(`^s3cryptfs_backend_retries_total\\{operation="${operation}"\\} (\\d+)$`, 'm').exec(text);
+    return m ? Number(m[1]) : 0;
+  };
+  const putBefore = await retries('PutObject');
+  const getBefore = await retries('GetObject');
+  // The first two backend PUTs and the first backend GET of this key answer 503 SlowDown.
+  let puts = 0;
+  let gets = 0;
+  const objectKey = direct.objectKey('retry-me.bin'); // names are encrypted in this store
+  f.proxy.setDecide((r) => {
+    if (decodeURIComponent(r.url.split('?')[0]) !== `/${bucket}/${objectKey}`) return { kind: 'forward' };
+    if (r.method === 'PUT' && puts++ < 2) return { kind: 'error', status: 503, code: 'SlowDown' };
+    if (r.method === 'GET' && gets++ < 1) return { kind: 'error', status: 503, code: 'SlowDown' };
+    return { kind: 'forward' };
+  });
+  t.teardown(() => f.proxy.setDecide(() => ({ kind: 'forward' })));
+  const data = randomBytes(20_000);
+  const put = await req('PUT', 'retry-me.bin', data);
+  t.equal(put.status, 200, 'PUT succeeds on the third attempt');
+  t.equal(puts, 3, 'the backend saw three PUTs');
+  t.equal(await retries('PutObject') - putBefore, 2, 's3cryptfs_backend_retries_total{operation="PutObject"} grew by the two retries');
+  const got = await req('GET', 'retry-me.bin');
+  t.equal(got.status, 200);
+  t.ok(got.body.equals(data), 'GET exact after a retried backend GET');
+  t.ok(gets >= 2, 'the backend GET was retried');
+  t.ok(await retries('GetObject') - getBefore >= 1, 's3cryptfs_backend_retries_total{operation="GetObject"} grew');
+  const text = await f.gw.metrics.text();
+  t.match(text, /^# TYPE s3cryptfs_backend_retries_total counter$/m, 'exported as a Prometheus counter');
+  t.match(text, /^s3cryptfs_backend_requests_total\{operation="PutObject"\} \d+$/m, 'backend requests by operation');
+});

@@ -24,7 +24,7 @@ async function scrape(url: string): Promise<Map<string, number>> {
   const text = await (await fetch(`${url}/metrics`)).text();
   const values = new Map<string, number>();
   for (const line of text.split('\n')) {
-    const m = /^(s3cryptfs_mount_[a-z_]+(?:\{[^}]*\})?) ([0-9.e+-]+)$/.exec(line);
+    const m = /^(s3cryptfs_(?:mount|backend)_[a-z_]+(?:\{[^}]*\})?) ([0-9.e+-]+)$/.exec(line);
     if (m) values.set(m[1], Number(m[2]));
   }
   return values;
@@ -70,6 +70,7 @@ t.test('mount metrics, control socket, logs and dashboard', async (t) => {
   t.equal(after.get('s3cryptfs_mount_cache_hits_total'), 2, 'the second read: two chunks from the cache');
   t.ok((after.get('s3cryptfs_mount_cache_bytes') ?? 0) >= 100 * KiB, 'cache occupancy');
   t.ok((after.get('s3cryptfs_mount_store_requests_total{operation="PutObject"}') ?? 0) >= 3, 'PutObject requests by operation');
+  t.ok((after.get('s3cryptfs_backend_requests_total{operation="PutObject"}') ?? 0) >= 3, 'the same on the shared backend metrics (src/admin/store-metrics.ts)');
   t.equal(after.get('s3cryptfs_mount_integrity_failures_total'), 0);
 
   // ---- errors: counted, and logged without the plaintext name -----------------------------------------
