@@ -44,6 +44,8 @@ export class DirIndexKeeper {
   /** dir -> its own attributes as we last stored them (wins over a concurrently read copy). */
   private readonly own = new Map<string, Record<string, string>>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
+  /** When the first change still waiting for a rewrite of each directory was noted. */
+  private readonly since = new Map<string, number>();
   private readonly running = new Map<string, Promise<void>>();
 
   constructor(private readonly engine: FsEngine, private readonly opts: DirIndexKeeperOptions) {}
@@ -75,7 +77,7 @@ export class DirIndexKeeper {
 
   /** Drops everything pending for `dir` and below (removed or moved) and waits for a running rewrite. */
   async cancel(dir: string): Promise<void> {
-    for (const map of [this.files, this.dirs, this.own, this.timers] as Map<string, unknown>[]) {
+    for (const map of [this.files, this.dirs, this.own, this.timers, this.since] as Map<string, unknown>[]) {
       for (const k of [...map.keys()]) {
         if (!isWithin(k, dir)) continue;
         if (map === this.timers) clearTimeout(this.timers.get(k));
@@ -96,8 +98,15 @@ export class DirIndexKeeper {
     this.timers.clear();
   }
 
+  /**
+   * A rewrite follows `delayMs` after the last change in the directory (a burst of writes or
+   * lookups costs one), but no later than 10 x delayMs after the first.
+   */
   private schedule(dir: string): void {
-    if (this.timers.has(dir)) return;
+    const first = this.since.get(dir);
+    if (first === undefined) this.since.set(dir, Date.now());
+    else if (Date.now() - first >= 9 * this.opts.delayMs) return; // the pending timer fires soon enough
+    clearTimeout(this.timers.get(dir));
     const t = setTimeout(() => {
       this.flush(dir).catch(() => {}); // reported through onError
     }, this.opts.delayMs);
@@ -110,6 +119,7 @@ export class DirIndexKeeper {
     if (prev) await prev.catch(() => {});
     clearTimeout(this.timers.get(dir));
     this.timers.delete(dir);
+    this.since.delete(dir);
     const files = this.files.get(dir) ?? new Map<string, DirIndexFile>();
     const dirs = this.dirs.get(dir) ?? new Map<string, Record<string, string>>();
     this.files.delete(dir);
