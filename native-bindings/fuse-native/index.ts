@@ -39,6 +39,8 @@ type Cb = (...args: unknown[]) => void;
 interface FuseInstance {
   mount(cb: (err: Error | null) => void): void;
   unmount(cb: (err: Error | null) => void): void;
+  /** fuse-native's per-mount thread record (an internal: see releaseLoop()). */
+  _thread?: Buffer;
 }
 interface FuseClass {
   new (mnt: string, ops: Record<string, (...args: never[]) => void>, opts: Record<string, unknown>): FuseInstance;
@@ -134,12 +136,29 @@ export class FuseNativeBinding implements FuseBinding {
             throw new MountError('MOUNTPOINT_BUSY', `cannot unmount ${mnt}: ${stderr || (err as Error).message}`, { cause: err });
           }
           unmounted = true;
+          releaseLoop(fuse, mnt);
           return;
         }
         await new Promise<void>((resolve, reject) => fuse.unmount((err) => (err ? reject(err) : resolve())));
         unmounted = true;
       },
     };
+  }
+}
+
+/**
+ * After a plain `fusermount -u`, fuse.unmount() cannot be used (its lazy unmount of a path no longer
+ * mounted fails before it releases anything), so its native half is called directly: it unrefs the
+ * mount's uv_async, which otherwise keeps the process alive after the unmount.
+ */
+function releaseLoop(fuse: FuseInstance, mnt: string): void {
+  try {
+    const req = createRequire(import.meta.url);
+    const dir = path.dirname(req.resolve('fuse-native/package.json'));
+    const gypBuild = req(req.resolve('node-gyp-build', { paths: [dir] })) as (d: string) => { fuse_native_unmount(m: string, t: Buffer): void };
+    if (fuse._thread) gypBuild(dir).fuse_native_unmount(mnt, fuse._thread);
+  } catch {
+    // Best effort: at worst the process must exit by itself (the CLI does).
   }
 }
 
