@@ -16,8 +16,9 @@
  *   write      cp of one random file (sequential)                         MB/s, daemon CPU s/GiB
  *   read       cat of that file after a remount (cold)                    MB/s, daemon CPU s/GiB
  *   rand 4k    fio randread bs=4k direct=1 psync, 10 s, on that file      IOPS, mean and p99 latency
- *   ls -l      of a directory of --ls-files 1-byte files, after a remount  seconds (no request count:
- *              s3rver exposes no request log, so backend requests are not counted)
+ *   ls -l      of a directory of --ls-files 1-byte files, after a remount  seconds, and the backend
+ *              requests it caused by kind (s3cryptfs: its Prometheus metrics; rclone: a counting
+ *              proxy in front of the embedded s3rver, so not with --bucket)
  *   rsync      rsync -rt of --rsync-files small files (1..8 KiB) in 50 directories into the mount
  *   peak RSS   VmHWM of the daemon on a fresh mount after cp of a --big-mib file
  *
@@ -31,6 +32,8 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -111,16 +114,22 @@ interface Target {
   unmount(): Promise<void>;
   pid(): number;
   note?: string;
+  /** Backend requests so far by S3 operation (undefined when not counted). */
+  requests?(): Promise<Record<string, number>>;
 }
 
 function ourTarget(binding: string, env: NodeJS.ProcessEnv, location: string, mnt: string): Target {
   let child: ChildProcess | null = null;
+  let admin = '';
   return {
     name: `s3cryptfs ${binding}`,
     mnt,
     pid: () => child!.pid!,
+    requests: () => scrapeRequests(admin),
     async mount() {
-      const args = [CLI, 'mount', location, mnt, ...(binding === 'default' ? [] : ['--fuse', binding])];
+      const port = await freePort();
+      admin = `http://127.0.0.1:${port}`;
+      const args = [CLI, 'mount', location, mnt, ...(binding === 'default' ? [] : ['--fuse', binding]), '--admin-listen', `127.0.0.1:${port}`];
       const c = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
       child = c;
       await new Promise<void>((resolve, reject) => {
@@ -144,12 +153,13 @@ function ourTarget(binding: string, env: NodeJS.ProcessEnv, location: string, mn
   };
 }
 
-function rcloneTarget(env: NodeJS.ProcessEnv, mnt: string, cacheMode: { mode: string }): Target {
+function rcloneTarget(env: NodeJS.ProcessEnv, mnt: string, cacheMode: { mode: string }, counter?: CountingProxy): Target {
   let child: ChildProcess | null = null;
   const t: Target = {
     name: 'rclone crypt',
     mnt,
     pid: () => child!.pid!,
+    requests: counter ? async () => ({ ...counter.counts }) : undefined,
     async mount() {
       // AWS_* (AWS_CA_BUNDLE in particular) would reach rclone's AWS SDK: its configuration is RCLONE_CONFIG_* only.
       const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AWS_')));
@@ -184,7 +194,63 @@ function rcloneTarget(env: NodeJS.ProcessEnv, mnt: string, cacheMode: { mode: st
   return t;
 }
 
+/** A port free right now (the daemon serves its metrics there). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = http.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+/** The daemon's backend requests by operation, from its Prometheus metrics. */
+async function scrapeRequests(admin: string): Promise<Record<string, number>> {
+  const text = await (await fetch(`${admin}/metrics`)).text();
+  const out: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    const m = /^s3cryptfs_mount_store_requests_total\{operation="(\w+)"\} ([0-9.e+-]+)$/.exec(line);
+    if (m) out[m[1]] = Number(m[2]);
+  }
+  return out;
+}
+
+interface CountingProxy { endpoint: string; counts: Record<string, number>; close(): Promise<void> }
+
+/** A loopback HTTP proxy in front of s3rver counting requests by S3 operation (for rclone's). */
+async function countingProxy(target: string): Promise<CountingProxy> {
+  const to = new URL(target);
+  const counts: Record<string, number> = {};
+  const kind = (req: http.IncomingMessage): string => {
+    const u = new URL(req.url ?? '/', 'http://x');
+    const hasKey = u.pathname.split('/').filter(Boolean).length > 1;
+    if (req.method === 'HEAD') return hasKey ? 'HeadObject' : 'HeadBucket';
+    if (req.method === 'GET') return !hasKey ? (u.searchParams.get('list-type') === '2' ? 'ListObjectsV2' : 'ListObjects') : 'GetObject';
+    if (req.method === 'PUT') return req.headers['x-amz-copy-source'] ? 'CopyObject' : u.searchParams.has('uploadId') ? 'UploadPart' : 'PutObject';
+    if (req.method === 'DELETE') return 'DeleteObject';
+    return `${req.method}`;
+  };
+  const server = http.createServer((req, res) => {
+    const k = kind(req);
+    counts[k] = (counts[k] ?? 0) + 1;
+    const up = http.request({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+      res.writeHead(r.statusCode ?? 502, r.headers);
+      r.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return { endpoint: `http://127.0.0.1:${port}`, counts, close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }) };
+}
+
+const requestDelta = (a: Record<string, number>, b: Record<string, number>): Record<string, number> =>
+  Object.fromEntries(Object.entries(b).map(([k, v]) => [k, v - (a[k] ?? 0)] as const).filter(([, v]) => v > 0));
+
 interface Result {
+  lsReq?: Record<string, number>;
   writeMBps?: number; writeCpu?: number;
   readMBps?: number; readCpu?: number;
   iops?: number; latMeanUs?: number; latP99Us?: number; fioNote?: string;
@@ -248,7 +314,9 @@ async function runSuite(t: Target, src: string, smallSrc: string, rcloneCache?: 
     });
     await step('ls -l', async () => {
       let lines = 0;
+      const before = await t.requests?.();
       r.lsSec = await timed(async () => { lines = (await sh(`ls -l ${q(path.join(t.mnt, 'ls'))}`)).split('\n').length - 2; });
+      if (before) r.lsReq = requestDelta(before, (await t.requests!())!);
       if (lines !== LS_FILES) throw new Error(`ls -l listed ${lines} entries, expected ${LS_FILES}`);
     });
     await step('rsync', async () => {
@@ -294,6 +362,7 @@ try {
   let env: NodeJS.ProcessEnv = { S3CRYPTFS_FROM_SOURCE: '1', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' };
   let location: string;
   let rcloneEnv: NodeJS.ProcessEnv | null = null;
+  let rcloneCounter: CountingProxy | undefined;
   const rcloneBucket = opts['rclone-bucket'] ?? (opts.bucket ? undefined : 'rclone');
   if (opts.bucket) {
     location = `s3://${opts.bucket}`;
@@ -302,6 +371,8 @@ try {
     cleanups.unshift(() => s3.stop());
     env = { ...env, AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey, AWS_ENDPOINT_URL: s3.endpoint, AWS_REGION: 'us-east-1' };
     location = 's3://bench';
+    rcloneCounter = await countingProxy(s3.endpoint);
+    cleanups.unshift(() => rcloneCounter!.close());
   }
   if (!opts['no-rclone'] && rcloneBucket) {
     const conf = path.join(work, 'rclone.conf');
@@ -312,7 +383,7 @@ try {
       RCLONE_CONFIG: conf,
       RCLONE_CONFIG_BENCHS3_TYPE: 's3',
       RCLONE_CONFIG_BENCHS3_PROVIDER: 'Other',
-      RCLONE_CONFIG_BENCHS3_ENDPOINT: env.AWS_ENDPOINT_URL ?? process.env.AWS_ENDPOINT_URL ?? '',
+      RCLONE_CONFIG_BENCHS3_ENDPOINT: rcloneCounter?.endpoint ?? env.AWS_ENDPOINT_URL ?? process.env.AWS_ENDPOINT_URL ?? '',
       RCLONE_CONFIG_BENCHS3_ACCESS_KEY_ID: env.AWS_ACCESS_KEY_ID ?? process.env.AWS_ACCESS_KEY_ID ?? '',
       RCLONE_CONFIG_BENCHS3_SECRET_ACCESS_KEY: env.AWS_SECRET_ACCESS_KEY ?? process.env.AWS_SECRET_ACCESS_KEY ?? '',
       RCLONE_CONFIG_BENCHS3_REGION: env.AWS_REGION ?? process.env.AWS_REGION ?? 'us-east-1',
@@ -344,7 +415,7 @@ try {
   if (rcloneEnv) {
     const mnt = path.join(work, 'mnt-rclone');
     await mkdir(mnt);
-    targets.push(rcloneTarget(rcloneEnv, mnt, rcloneCache));
+    targets.push(rcloneTarget(rcloneEnv, mnt, rcloneCache, rcloneCounter));
   }
 
   const results: Result[] = [];
@@ -399,7 +470,9 @@ try {
     if (r.fioNote) console.log(`  ${t.name}: fio ${r.fioNote}`);
     for (const e of r.errors) console.log(`  ${t.name}: ERROR ${e}`);
   });
-  console.log('  backend request counts: not measured (s3rver keeps no request log)');
+  const fmtReq = (q?: Record<string, number>) => !q ? 'not counted' :
+    `${Object.entries(q).sort().map(([k, v]) => `${k} ${v}`).join(', ') || 'none'} (total ${Object.values(q).reduce((a, b) => a + b, 0)})`;
+  targets.forEach((t, i) => console.log(`  ls -l backend requests, ${t.name}: ${fmtReq(results[i].lsReq)}`));
 
   if (opts.classic) {
     const b = BINDINGS[0];
