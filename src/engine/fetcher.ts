@@ -7,9 +7,14 @@ import {
   chunkCount, chunkPlainLength, ciphertextRangeOfChunks, HEADER_SIZE, IntegrityError, openObjectHeader,
   TAG_SIZE, type ObjectCipher,
 } from '../format/index.js';
+import type { Readable } from 'node:stream';
 import { versionId } from './chunk-cache.js';
 import type { EngineContext } from './context.js';
 import { mapReadError } from './read-errors.js';
+import { ByteQueue } from './byte-queue.js';
+
+/** Prefetch runs at least this long are streamed rather than buffered whole. */
+const STREAM_MIN_CHUNKS = 8;
 
 interface Deferred<T> {
   promise: Promise<T>;
@@ -81,7 +86,11 @@ export class ChunkFetcher {
     return out;
   }
 
-  /** Fetches whichever of first..last are missing (for readahead); resolves when they are cached. */
+  /**
+   * Fetches whichever of first..last are missing (for readahead); resolves when they are cached.
+   * Runs of at least STREAM_MIN_CHUNKS are streamed: each chunk is opened and becomes readable as
+   * soon as its bytes arrive, so one large GET serves a reader from its first chunk on.
+   */
   async prefetch(first: number, last: number): Promise<void> {
     const runs: Promise<Buffer>[] = [];
     let runStart = -1;
@@ -92,7 +101,8 @@ export class ChunkFetcher {
       }
       if (runStart >= 0) {
         this.ctx.stats.chunksPrefetched += i - runStart;
-        runs.push(...this.fetchRun(runStart, i - 1));
+        const stream = i - runStart >= STREAM_MIN_CHUNKS && (runStart > 0 || !!this.ctx.cache.header(this.version));
+        runs.push(...(stream ? this.streamRun(runStart, i - 1) : this.fetchRun(runStart, i - 1)));
         runStart = -1;
       }
     }
@@ -150,6 +160,71 @@ export class ChunkFetcher {
     run().catch((err: unknown) => {
       header?.reject(err);
       for (const d of waiting) d.reject(err);
+    });
+    return waiting.map((d) => d.promise);
+  }
+
+  /**
+   * One streaming GET for chunks a..b (a > 0 or header known). Chunks resolve in order as they
+   * arrive. If the body breaks off, the chunks not received yet are fetched again with a buffered
+   * (resuming, retrying) GET; an integrity failure rejects them all.
+   */
+  private streamRun(a: number, b: number): Promise<Buffer>[] {
+    const { cache, stats } = this.ctx;
+    const chunkSize = this.ctx.config.chunkSize;
+    const waiting: Deferred<Buffer>[] = [];
+    for (let i = a; i <= b; i++) {
+      const d = deferred<Buffer>();
+      cache.track(this.version, i, d.promise);
+      waiting.push(d);
+    }
+    let next = a;
+    const deliver = (i: number, plain: Buffer) => {
+      stats.bytesDecrypted += plain.length;
+      cache.set(this.version, i, plain);
+      waiting[i - a].resolve(plain);
+    };
+    const run = async () => {
+      const cipher = await this.cipher();
+      const range = ciphertextRangeOfChunks({ first: a, last: b }, this.size, chunkSize);
+      stats.rangeRequests++;
+      let stream: Readable;
+      try {
+        ({ stream } = await this.ctx.store.getStream(this.ctx.bucket, this.key, { start: range.start, endExclusive: range.endExclusive, ifMatch: this.etag }));
+      } catch (err) {
+        throw mapReadError(err, this.path);
+      }
+      const queue = new ByteQueue();
+      const scratch = Buffer.allocUnsafe(chunkSize + TAG_SIZE);
+      try {
+        for await (const piece of stream as AsyncIterable<Buffer>) {
+          stats.bytesFetched += piece.length;
+          queue.push(piece);
+          while (next <= b) {
+            const len = chunkPlainLength(next, this.size, chunkSize) + TAG_SIZE;
+            if (queue.length < len) break;
+            // openChunk returns fresh plaintext and keeps no reference to its input: one scratch buffer will do.
+            deliver(next, cipher.openChunk(next, this.chunkTotal, queue.take(len, scratch)));
+            next++;
+          }
+        }
+      } catch (err) {
+        if (err instanceof IntegrityError) throw err;
+        stream.destroy();
+      }
+      if (next > b) return;
+      // Broken off (or short): the rest with the buffered GET, which resumes and retries.
+      const rest = ciphertextRangeOfChunks({ first: next, last: b }, this.size, chunkSize);
+      const body = await this.getRange(rest.start, rest.endExclusive);
+      let pos = 0;
+      for (; next <= b; next++) {
+        const len = chunkPlainLength(next, this.size, chunkSize) + TAG_SIZE;
+        deliver(next, cipher.openChunk(next, this.chunkTotal, body.subarray(pos, pos + len)));
+        pos += len;
+      }
+    };
+    run().catch((err: unknown) => {
+      for (let i = next; i <= b; i++) waiting[i - a].reject(err);
     });
     return waiting.map((d) => d.promise);
   }

@@ -1,18 +1,28 @@
 /**
- * Sequential-access detection and readahead for one reader. A read that continues where the
- * previous one ended (give or take a chunk, so slightly reordered concurrent reads still count)
- * keeps the stream sequential; when the reader gets within half a window of the end of what was
- * prefetched, the window doubles (from 2 chunks up to maxBytes) and the next stretch is requested
- * as ranged GETs of about requestBytes, at most maxInFlight at a time. A random read resets it all.
+ * Sequential-access detection and readahead for one reader. A read that starts at most 1 MiB past
+ * the furthest end so far, or at most a window before it (reordered concurrent reads filling a gap),
+ * keeps the stream sequential; when the reader gets within half a window of the end of what was requested,
+ * the window doubles (from 2 chunks up to maxBytes) and the next stretch is requested. Requests
+ * grow with the window (half of it, between minRequestBytes and maxRequestBytes), at most
+ * maxInFlight at a time: large windows become a few large (streamed) GETs in parallel instead of
+ * many small ones, which is what costs CPU per byte on both ends. A random read resets it all.
  */
 import type { ChunkFetcher } from './fetcher.js';
+
+const MiB = 1024 * 1024;
 
 export interface ReadaheadOptions {
   chunkSize: number;
   maxBytes: number;
   maxInFlight?: number;
-  requestBytes?: number;
+  /** Smallest prefetch request (default 1 MiB). */
+  minRequestBytes?: number;
+  /** Largest prefetch request (default 4 MiB). */
+  maxRequestBytes?: number;
 }
+
+/** The part of ChunkFetcher readahead uses (tests hand in a recorder). */
+export type PrefetchTarget = Pick<ChunkFetcher, 'chunkTotal' | 'prefetch'>;
 
 export class Readahead {
   private lastEnd = 0;
@@ -22,15 +32,21 @@ export class Readahead {
   private readonly queue: Array<[number, number]> = [];
   private active = 0;
   private readonly maxChunks: number;
-  private readonly requestChunks: number;
+  private readonly minRequestChunks: number;
+  private readonly maxRequestChunks: number;
   private readonly maxInFlight: number;
   private readonly tolerance: number;
+  private readonly chunkSize: number;
 
-  constructor(private readonly fetcher: ChunkFetcher, opts: ReadaheadOptions) {
+  constructor(private readonly fetcher: PrefetchTarget, opts: ReadaheadOptions) {
+    this.chunkSize = opts.chunkSize;
+    const chunks = (bytes: number) => Math.max(1, Math.floor(bytes / opts.chunkSize));
     this.maxChunks = Math.floor(opts.maxBytes / opts.chunkSize);
-    this.requestChunks = Math.max(1, Math.floor((opts.requestBytes ?? 1024 * 1024) / opts.chunkSize));
+    this.minRequestChunks = chunks(opts.minRequestBytes ?? MiB);
+    this.maxRequestChunks = Math.max(this.minRequestChunks, chunks(opts.maxRequestBytes ?? 4 * MiB));
     this.maxInFlight = opts.maxInFlight ?? 4;
-    this.tolerance = Math.max(opts.chunkSize, 128 * 1024);
+    // The kernel sends up to 1 MiB per read and several at once; they may arrive slightly out of order.
+    this.tolerance = Math.max(opts.chunkSize, MiB);
   }
 
   /** Current window in chunks (0 when not sequential). */
@@ -38,10 +54,18 @@ export class Readahead {
     return this.windowChunks;
   }
 
+  /** Size in chunks of the requests a stretch is split into at the current window. */
+  get requestChunks(): number {
+    return Math.min(this.maxRequestChunks, Math.max(this.minRequestChunks, Math.floor(this.windowChunks / 2)));
+  }
+
   /** Notes a read of [offset, offset+length) whose last chunk is lastChunk; may start prefetches. */
   onRead(offset: number, length: number, lastChunk: number): void {
     const end = offset + length;
-    if (Math.abs(offset - this.lastEnd) > this.tolerance) {
+    // Ahead by at most `tolerance`, or behind the furthest end (a reordered read filling a gap) by
+    // at most a window: still the same stream.
+    const behind = Math.max(2 * this.tolerance, this.windowChunks * this.chunkSize);
+    if (offset > this.lastEnd + this.tolerance || offset < this.lastEnd - behind) {
       this.reset();
       this.lastEnd = end;
       return;
@@ -58,7 +82,8 @@ export class Readahead {
     const to = Math.min(total, next + this.windowChunks);
     if (from >= to) return;
     this.requestedUntil = to;
-    for (let a = from; a < to; a += this.requestChunks) this.queue.push([a, Math.min(to, a + this.requestChunks) - 1]);
+    const step = this.requestChunks;
+    for (let a = from; a < to; a += step) this.queue.push([a, Math.min(to, a + step) - 1]);
     this.pump();
   }
 

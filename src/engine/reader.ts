@@ -37,6 +37,12 @@ export class EngineReader implements ObjectReader {
     this.readahead.onRead(offset, length, span.last);
     const chunks = await withSignal(Promise.all(pending), opts?.signal);
     const end = Math.min(offset + length, this.size);
+    if (chunks.length === 1) {
+      // Within one chunk (a kernel read of a whole aligned chunk, a small random read): a view of
+      // the cached plaintext, no copy. Cached chunks are never written to, so sharing is safe.
+      const chunkStart = span.first * this.chunkSize;
+      return chunks[0].subarray(offset - chunkStart, end - chunkStart);
+    }
     const out = Buffer.allocUnsafe(end - offset);
     let pos = 0;
     for (let i = 0; i < chunks.length; i++) {

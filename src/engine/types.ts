@@ -36,7 +36,7 @@ export interface ReadOptions {
 export interface ObjectReader {
   readonly size: number;
   readonly etag: string;
-  /** Returns up to `length` bytes from `offset` (fewer only at end of object). */
+  /** Returns up to `length` bytes from `offset` (fewer only at end of object). May be a view of cached plaintext: read-only. */
   read(offset: number, length: number, opts?: ReadOptions): Promise<Buffer>;
   close(): void;
 }
