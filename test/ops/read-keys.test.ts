@@ -10,7 +10,9 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Engine } from '../../src/engine/index.js';
 import { deriveKeys, HEADER_SIZE, headerKeyId } from '../../src/format/index.js';
+import { spawn } from 'node:child_process';
 import { storeFor } from '../helpers/s3server.js';
+import { s3request } from '../gateway/fixtures/signed.js';
 import { CLI, mount, sh, setupStore, TEST_FUSE } from '../e2e/fixtures/mount.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -132,6 +134,46 @@ t.test('an interrupted rotation reads with --read-key-file through the CLI and a
   r = await sh(`ls ${JSON.stringify(path.join(m2.mnt, 'notes'))}`);
   t.match(r.stdout, /a\.txt/, 'names list without the old key (the bucket keys are wrapped for the new one)');
   t.equal(await m2.stop(), 0);
+
+  // ---- serve-s3 -------------------------------------------------------------------------------------
+  const AK = 'ROTATEKEY01';
+  const SK = 'rotate-secret-0123456789';
+  const gateway = async (keyArgs: string[]) => {
+    const child = spawn(process.execPath, [CLI, 'serve-s3', '--http-listen', '127.0.0.1:0', ...keyArgs], {
+      env: { ...process.env, ...s.env, S3CRYPTFS_GATEWAY_ACCESS_KEY_ID: AK, S3CRYPTFS_GATEWAY_SECRET_ACCESS_KEY: SK, S3CRYPTFS_GATEWAY_BUCKETS: s.bucket },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    t.teardown(() => { child.kill('SIGKILL'); });
+    let out = '';
+    child.stdout!.on('data', (b: Buffer) => (out += b));
+    child.stderr!.on('data', (b: Buffer) => (out += b));
+    for (let i = 0; i < 1200 && !/S3 endpoint \(HTTP[^)]*\): http/.test(out); i++) await new Promise((res) => setTimeout(res, 50));
+    const endpoint = /S3 endpoint \(HTTP[^)]*\): (http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1];
+    if (!endpoint) throw new Error(`serve-s3 did not start: ${out}`);
+    const get = (p: string) => s3request(endpoint, { method: 'GET', path: `/${s.bucket}/${p}`, accessKeyId: AK, secretAccessKey: SK });
+    const stop = () => new Promise<void>((resolve) => {
+      if (child.exitCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.kill('SIGTERM');
+    });
+    return { get, stop };
+  };
+  const gw = await gateway(['--key-file', newKeyFile, '--read-key-file', s.keyFile]);
+  for (const [p, data] of Object.entries(files)) {
+    const res = await gw.get(p);
+    t.same([res.status, sha(res.body)], [200, sha(data)], `serve-s3 with both keys: GET ${p} exact`);
+  }
+  await gw.stop();
+  const gw2 = await gateway(['--key-file', newKeyFile]);
+  for (const p of underOld) {
+    const res = await gw2.get(p);
+    t.ok(res.status !== 200 || (files[p].length === 0 && res.body.length === 0), `serve-s3 without the old key: GET ${p} is not a 200 with bytes (${res.status})`);
+  }
+  for (const p of underNew) {
+    const res = await gw2.get(p);
+    t.same([res.status, sha(res.body)], [200, sha(files[p])], `serve-s3 without the old key: GET ${p} (new key) exact`);
+  }
+  await gw2.stop();
 
   // Finishing the rotation: the new key alone reads everything.
   r = await cli(`rotate-key ${url()} --new-key-file ${JSON.stringify(newKeyFile)}`);
