@@ -3,17 +3,22 @@
  * `s3cryptfs serve-s3` (a child process, so its CPU and memory are measured alone) and, in the same
  * run with the same client, straight to the backend (s3rver in a child process). Reports MiB/s,
  * the gateway/direct ratio (goal >= 0.8), p50/p99 latency, gateway CPU seconds per GiB and the
- * gateway's peak RSS.
+ * gateway's peak RSS. Every phase also reports the CPU the client, the gateway and s3rver used and
+ * how busy the whole machine was (/proc/stat), which shows when the ratio is set by a saturated CPU.
  *
  *   npm run bench:gateway -- [--size MiB] [--count N] [--rounds N] [--names plain|aes-siv]
+ *     [--from dist|source] [--ops PUT,GET] [--conc 1,16] [--profile]
  * With several rounds the best round per phase is reported (the machine may be shared).
+ * --from dist (default) measures the built gateway (dist/, rebuilt with tsc when older than the
+ * sources); --from source runs it through tsx. --profile runs the gateway under --cpu-prof and
+ * prints where its CPU time went (hashing, ciphers, GC, sockets, SDK, ...).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { copyFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -38,8 +43,14 @@ const { values } = parseArgs({
     count: { type: 'string', default: '48' },
     rounds: { type: 'string', default: '2' },
     names: { type: 'string', default: 'plain' },
+    from: { type: 'string', default: 'dist' },
+    ops: { type: 'string', default: 'PUT,GET' },
+    conc: { type: 'string', default: '1,16' },
+    profile: { type: 'boolean', default: false },
   },
 });
+const OPS = values.ops!.split(',').map((s) => s.trim().toUpperCase()) as ('PUT' | 'GET')[];
+const CONCS = values.conc!.split(',').map(Number);
 const SIZE = Number(values.size) * MiB;
 const COUNT = Number(values.count);
 const ROUNDS = Number(values.rounds);
@@ -53,6 +64,16 @@ interface Phase {
   p50: number;
   p99: number;
   cpuPerGiB?: number;
+  /** CPU seconds per wall second: the bench client, the gateway (0 for direct), s3rver; the machine's busy cores. */
+  cpu: { client: number; gateway: number; s3rver: number; machine: number };
+  retries: number;
+}
+
+/** Busy and total jiffies of the whole machine (all cores), from /proc/stat. */
+function machineJiffies(): { busy: number; total: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - f[3] - (f[4] ?? 0), total }; // minus idle and iowait
 }
 
 function procCpuSeconds(pid: number): number {
@@ -74,12 +95,14 @@ function client(endpoint: string, accessKeyId: string, secretAccessKey: string):
   return new S3Client({
     endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId, secretAccessKey },
     requestHandler: new NodeHttpHandler({ httpAgent: agent }),
-    requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED', maxAttempts: 1,
+    // Retries as any S3 client does them (a reset under load); counted and reported.
+    requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED', maxAttempts: 3,
   });
 }
 
-async function runPhase(c: S3Client, bucket: string, op: 'PUT' | 'GET', concurrency: number, body: Buffer, prefix: string): Promise<{ seconds: number; latencies: number[] }> {
+async function runPhase(c: S3Client, bucket: string, op: 'PUT' | 'GET', concurrency: number, body: Buffer, prefix: string): Promise<{ seconds: number; latencies: number[]; retries: number }> {
   const latencies: number[] = [];
+  let retries = 0;
   let next = 0;
   const started = process.hrtime.bigint();
   const worker = async () => {
@@ -88,9 +111,11 @@ async function runPhase(c: S3Client, bucket: string, op: 'PUT' | 'GET', concurre
       const key = `${prefix}/obj-${i % Math.max(COUNT, 1)}`;
       const t0 = process.hrtime.bigint();
       if (op === 'PUT') {
-        await c.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentLength: body.length }));
+        const out = await c.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentLength: body.length }));
+        retries += (out.$metadata.attempts ?? 1) - 1;
       } else {
         const out = await c.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+        retries += (out.$metadata.attempts ?? 1) - 1;
         let n = 0;
         for await (const piece of out.Body as AsyncIterable<Buffer>) n += piece.length;
         if (n !== body.length) throw new Error(`GET ${key}: ${n} bytes, expected ${body.length}`);
@@ -99,11 +124,76 @@ async function runPhase(c: S3Client, bucket: string, op: 'PUT' | 'GET', concurre
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
-  return { seconds: Number(process.hrtime.bigint() - started) / 1e9, latencies: latencies.sort((a, b) => a - b) };
+  return { seconds: Number(process.hrtime.bigint() - started) / 1e9, latencies: latencies.sort((a, b) => a - b), retries };
+}
+
+/** Newest mtime (ms) of the .ts files below `dir`. */
+function newestTs(dir: string): number {
+  let newest = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) {
+      if (e.name !== 'node_modules' && e.name !== 'build') newest = Math.max(newest, newestTs(p));
+    } else if (e.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+/** dist/ as the launcher runs it: rebuilt (tsc) when missing or older than the sources. */
+function ensureBuilt(): string {
+  const main = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
+  const srcNewest = Math.max(newestTs(path.join(ROOT, 'src')), newestTs(path.join(ROOT, 'native-bindings')));
+  if (existsSync(main) && statSync(main).mtimeMs >= srcNewest) return 'built dist/ (up to date)';
+  console.log('building dist/ (tsc -p tsconfig.json): it is missing or older than src/');
+  try {
+    execFileSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(ROOT, 'tsconfig.json')], { stdio: 'inherit' });
+  } catch {
+    // tsc emits despite type errors (e.g. someone's work in progress); the launcher only needs the JS.
+    if (!existsSync(main)) throw new Error('tsc did not produce dist/src/cli/main.js');
+    console.log('(tsc reported errors; dist/ was emitted anyway)');
+  }
+  return 'built dist/ (just rebuilt)';
+}
+
+interface ProfileNode { id: number; callFrame: { functionName: string; url: string }; children?: number[] }
+
+/** Gateway CPU by kind of work, from a V8 .cpuprofile: each sample goes to the first matching rule from leaf to root. */
+function profileSummary(profile: { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] }): [string, number][] {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const time = new Map<number, number>();
+  profile.samples.forEach((s, i) => time.set(s, (time.get(s) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+  const out = new Map<string, number>();
+  for (const [id, us] of time) {
+    const chain: ProfileNode['callFrame'][] = [];
+    for (let x: number | undefined = id; x !== undefined; x = parent.get(x)) chain.push(byId.get(x)!.callFrame);
+    const leaf = chain[0];
+    const fns = chain.map((f) => f.functionName);
+    const urls = chain.map((f) => f.url);
+    let kind: string;
+    if (leaf.functionName === '(idle)') continue;
+    else if (leaf.functionName === '(garbage collector)') kind = 'garbage collection';
+    else if (leaf.functionName === '(program)') kind = 'native, unattributed';
+    else if (urls.some((u) => /^node:internal\/(modules|bootstrap|deps\/cjs-module-lexer|process\/pre_execution)/.test(u))) kind = 'module loading';
+    else if (leaf.functionName === 'update' && leaf.url.includes('hash')) {
+      kind = fns.includes('getPayloadHash') ? 'SHA-256 of backend request bodies (SDK signing)' : urls.some((u) => u.endsWith('payload.ts') || u.endsWith('payload.js')) ? 'MD5 + SHA-256 of client bodies (verify, ETag)' : 'other hashing';
+    } else if (leaf.url.includes('cipher')) kind = 'encrypt/decrypt';
+    else if (['writev', 'writeLatin1String', 'writeBuffer', 'writeUtf8String'].includes(leaf.functionName)) kind = 'socket writes';
+    else if (urls.some((u) => u.includes('@smithy') || u.includes('@aws-sdk'))) kind = 'AWS SDK (backend client)';
+    else if (urls.slice(0, 4).some((u) => u.includes('_http_') || u === 'node:net')) kind = 'HTTP/sockets (node)';
+    else if (urls.some((u) => /\/src\/gateway\//.test(u))) kind = 'gateway code';
+    else if (urls.some((u) => /\/src\/(engine|format|store)\//.test(u))) kind = 'engine/format/store code';
+    else if (urls.some((u) => u.includes('streams'))) kind = 'node streams';
+    else kind = 'other';
+    out.set(kind, (out.get(kind) ?? 0) + us / 1e6);
+  }
+  return [...out].sort((a, b) => b[1] - a[1]);
 }
 
 async function startGatewayProcess(env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; endpoint: string }> {
-  const nodeArgs = (process.env.GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean); // e.g. --cpu-prof
+  const nodeArgs = (process.env.GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean); // e.g. --max-semi-space-size=64
+  if (values.profile) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${env.BENCH_PROFILE_DIR}`);
   const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'bin', 's3cryptfs.js'), 'serve-s3', '--http-listen', '127.0.0.1:0'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
@@ -131,10 +221,11 @@ async function main(): Promise<void> {
     await Engine.init(store, 'bench-gw', '', newBucketConfig(keys, { names: values.names === 'aes-siv' ? 'aes-siv' : 'plain' }));
     store.destroy();
     const { NODE_OPTIONS: _n, ...parentEnv } = process.env;
+    const build = values.from === 'source' ? 'sources through tsx' : ensureBuilt();
     const started = await startGatewayProcess({
       ...parentEnv,
-      // The sources (through tsx): a dist/ from an older build may predate serve-s3.
-      S3CRYPTFS_FROM_SOURCE: process.env.S3CRYPTFS_FROM_SOURCE ?? '1',
+      S3CRYPTFS_FROM_SOURCE: values.from === 'source' ? '1' : '0',
+      BENCH_PROFILE_DIR: path.join(dir, 'profile'),
       AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL: s3.endpoint,
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
       S3CRYPTFS_KEY_FILE: keyFile, S3CRYPTFS_GATEWAY_BUCKETS: 'bench-gw',
@@ -149,20 +240,41 @@ async function main(): Promise<void> {
     await runPhase(direct, 'bench-direct', 'PUT', 2, body, 'warm');
 
     const best = new Map<string, Phase>();
+    const load0 = loadavg()[0];
+    if (!OPS.includes('PUT')) {
+      // GET needs objects: written once, not measured.
+      for (const concurrency of CONCS) {
+        await runPhase(viaGw, 'bench-gw', 'PUT', 4, body, `c${concurrency}`);
+        await runPhase(direct, 'bench-direct', 'PUT', 4, body, `c${concurrency}`);
+      }
+    }
     for (let round = 0; round < ROUNDS; round++) {
-      for (const concurrency of [1, 16]) {
-        for (const op of ['PUT', 'GET'] as const) {
+      for (const concurrency of CONCS) {
+        for (const op of OPS) {
           for (const target of ['direct', 'gateway'] as const) {
             const c = target === 'gateway' ? viaGw : direct;
             const bucket = target === 'gateway' ? 'bench-gw' : 'bench-direct';
-            const cpu0 = target === 'gateway' ? procCpuSeconds(gw.pid!) : 0;
+            const gw0 = procCpuSeconds(gw.pid!);
+            const s30 = procCpuSeconds(s3.pid);
+            const me0 = process.cpuUsage();
+            const m0 = machineJiffies();
             const r = await runPhase(c, bucket, op, concurrency, body, `c${concurrency}`);
+            const me = process.cpuUsage(me0);
+            const m1 = machineJiffies();
+            const gwCpu = procCpuSeconds(gw.pid!) - gw0;
             const phase: Phase = {
               target, op, concurrency,
               mibps: (COUNT * SIZE) / MiB / r.seconds,
               p50: quantile(r.latencies, 0.5), p99: quantile(r.latencies, 0.99),
+              cpu: {
+                client: (me.user + me.system) / 1e6 / r.seconds,
+                gateway: target === 'gateway' ? gwCpu / r.seconds : 0,
+                s3rver: (procCpuSeconds(s3.pid) - s30) / r.seconds,
+                machine: ((m1.busy - m0.busy) / (m1.total - m0.total)) * cpus().length,
+              },
+              retries: r.retries,
             };
-            if (target === 'gateway') phase.cpuPerGiB = (procCpuSeconds(gw.pid!) - cpu0) / ((COUNT * SIZE) / GiB);
+            if (target === 'gateway') phase.cpuPerGiB = gwCpu / ((COUNT * SIZE) / GiB);
             const id = `${target} ${op} ${concurrency}`;
             const prev = best.get(id);
             if (!prev || phase.mibps > prev.mibps) best.set(id, phase);
@@ -172,9 +284,24 @@ async function main(): Promise<void> {
     }
     const peak = procPeakRss(gw.pid!);
     const rows: string[][] = [['op', 'conc', 'direct MiB/s', 'gateway MiB/s', 'ratio', 'direct p50/p99 ms', 'gateway p50/p99 ms', 'gw CPU s/GiB']];
+    const cpuRows: string[][] = [['op', 'conc', 'target', 'client', 'gateway', 's3rver', 'ours', 'machine busy', 'others', 'retries', 'CPU ms/MiB']];
+    // With the CPU saturated, throughput is (CPU we get) / (CPU per MiB): the ratio cannot beat
+    // (direct path CPU per MiB) / (gateway path CPU per MiB), whatever the gateway's latency.
+    const ceilings: string[] = [];
     let worst = Infinity;
-    for (const concurrency of [1, 16]) {
-      for (const op of ['PUT', 'GET'] as const) {
+    for (const concurrency of CONCS) {
+      for (const op of OPS) {
+        for (const target of ['direct', 'gateway'] as const) {
+          const p = best.get(`${target} ${op} ${concurrency}`)!;
+          const ours = p.cpu.client + p.cpu.gateway + p.cpu.s3rver;
+          cpuRows.push([op, String(concurrency), target, p.cpu.client.toFixed(2), p.cpu.gateway.toFixed(2), p.cpu.s3rver.toFixed(2), ours.toFixed(2),
+            `${p.cpu.machine.toFixed(2)}/${cpus().length}`, Math.max(0, p.cpu.machine - ours).toFixed(2), String(p.retries), ((1000 * ours) / p.mibps).toFixed(1)]);
+        }
+        const perMiB = (t: 'direct' | 'gateway') => {
+          const p = best.get(`${t} ${op} ${concurrency}`)!;
+          return (p.cpu.client + p.cpu.gateway + p.cpu.s3rver) / p.mibps;
+        };
+        ceilings.push(`${op} ${concurrency}: ${(perMiB('direct') / perMiB('gateway')).toFixed(2)}`);
         const d = best.get(`direct ${op} ${concurrency}`)!;
         const g = best.get(`gateway ${op} ${concurrency}`)!;
         const ratio = g.mibps / d.mibps;
@@ -183,12 +310,32 @@ async function main(): Promise<void> {
           `${d.p50.toFixed(1)}/${d.p99.toFixed(1)}`, `${g.p50.toFixed(1)}/${g.p99.toFixed(1)}`, g.cpuPerGiB!.toFixed(2)]);
       }
     }
-    const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+    const table = (t: string[][]) => {
+      const widths = t[0].map((_, i) => Math.max(...t.map((r) => r[i].length)));
+      for (const r of t) console.log(r.map((c, i) => c.padStart(widths[i])).join('  '));
+    };
     console.log(`gateway bench: ${COUNT} x ${SIZE / MiB} MiB objects per phase, best of ${ROUNDS} round(s), names ${values.names}, backend s3rver (child process)`);
-    for (const r of rows) console.log(r.map((c, i) => c.padStart(widths[i])).join('  '));
+    console.log(`gateway: ${build}${process.env.GATEWAY_NODE_ARGS ? `, node ${process.env.GATEWAY_NODE_ARGS}` : ''}; load average ${load0.toFixed(1)} at start, ${loadavg()[0].toFixed(1)} at end, ${cpus().length} cores`);
+    table(rows);
     console.log(`gateway peak RSS: ${(peak / MiB).toFixed(0)} MiB; lowest gateway/direct ratio: ${worst.toFixed(2)} (goal >= 0.80)`);
+    console.log('CPU seconds per wall second during each reported phase ("ours" = client + gateway + s3rver; "others" = the rest of the machine):');
+    table(cpuRows);
+    console.log(`CPU-bound ceiling of the ratio (direct CPU/MiB over gateway-path CPU/MiB): ${ceilings.join(', ')}`);
     direct.destroy();
     viaGw.destroy();
+    if (values.profile) {
+      gw.kill('SIGTERM');
+      await new Promise((r) => gw!.once('close', r));
+      const profDir = path.join(dir, 'profile');
+      const files = (await readdir(profDir)).filter((f) => f.endsWith('.cpuprofile')).sort();
+      // The first profile is the main thread (tsx adds a loader thread).
+      const keep = path.join(tmpdir(), 's3cryptfs-bench-gateway.cpuprofile');
+      await copyFile(path.join(profDir, files[0]), keep);
+      const summary = profileSummary(JSON.parse(await readFile(keep, 'utf8')));
+      const busy = summary.reduce((a, [, s]) => a + s, 0);
+      console.log(`gateway CPU by kind of work (whole run incl. warm-up, ${busy.toFixed(1)} s busy; profile kept in ${keep}):`);
+      for (const [kind, s] of summary) console.log(`  ${s.toFixed(2).padStart(6)} s  ${((100 * s) / busy).toFixed(1).padStart(5)}%  ${kind}`);
+    }
   } finally {
     if (gw && gw.exitCode === null) {
       gw.kill('SIGTERM');
