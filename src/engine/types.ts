@@ -52,7 +52,7 @@ export interface WriteOptions {
  * resolves; any failure aborts the upload and rejects close().
  */
 export interface ObjectWriter {
-  /** Resolves when the data is accepted; waits (backpressure) while too many parts are in flight. */
+  /** Resolves when the data is accepted (sealed or copied: the caller may reuse its buffer then); waits (backpressure) while too many parts are in flight. */
   write(data: Uint8Array): Promise<void>;
   /** Completes the upload; resolves once the object is durably stored. */
   close(): Promise<{ etag: string; size: number }>;
