@@ -54,6 +54,19 @@ export class EngineReader implements ObjectReader {
     return out;
   }
 
+  /**
+   * What read() does, without assembling the bytes: the chunks are fetched (or joined), readahead
+   * is driven, and the promise settles once they are cached. For prefetchers that discard the data.
+   */
+  async prefetch(offset: number, length: number): Promise<void> {
+    if (this.closed) throw new EngineError('CLOSED', 'reader is closed');
+    const span = chunksForRange(offset, offset + length, this.size, this.chunkSize);
+    if (!span) return;
+    const pending = this.fetcher.demand(span.first, span.last);
+    this.readahead.onRead(offset, length, span.last);
+    await Promise.all(pending);
+  }
+
   close(): void {
     this.closed = true;
     this.readahead.reset();

@@ -69,7 +69,8 @@ export class SequentialPrefetch {
           const len = Math.min(this.opts.stepBytes, limit - this.next);
           const at = this.next;
           this.next += len;
-          await reader.read(at, len);
+          // The bytes land in the shared chunk cache; prefetch() spares assembling a copy nobody reads.
+          await (reader.prefetch ? reader.prefetch(at, len) : reader.read(at, len));
         }
       } catch {
         // Best effort: the real read reports any error.

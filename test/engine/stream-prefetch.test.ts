@@ -111,3 +111,17 @@ t.test('a tampered byte inside a streamed stretch fails the read of that chunk',
   t.match(failed, { name: 'IntegrityError' }, 'with an IntegrityError');
   reader.close();
 });
+
+t.test('reader.prefetch() caches the range without returning it; a read then needs no GET', async (t) => {
+  const { engine } = await setupEngine(t, { readaheadMaxBytes: 0, cacheBytes: 16 * MiB });
+  const data = randomBytes(3 * MiB);
+  await engine.putBuffer('p.bin', data);
+  const reader = await engine.openReader('p.bin');
+  t.equal(await reader.prefetch!(CHUNK + 5, 10 * CHUNK), undefined, 'resolves with nothing');
+  const gets = engine.stats.rangeRequests;
+  const got = await reader.read(CHUNK + 5, 10 * CHUNK);
+  t.ok(got.equals(data.subarray(CHUNK + 5, 11 * CHUNK + 5)), 'read exact');
+  t.equal(engine.stats.rangeRequests, gets, 'no GET for the read');
+  reader.close();
+  await t.rejects(reader.prefetch!(0, 1), { code: 'CLOSED' });
+});
