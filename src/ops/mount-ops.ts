@@ -138,9 +138,10 @@ export class MountOps {
    * (ciphertext) for a store with encrypted names.
    */
   logPath(p: string): string {
-    if (this.names === 'plain') return '/' + p;
+    const bare = p.replace(/^\/+/, '');
+    if (this.names === 'plain') return '/' + bare;
     try {
-      return `s3:${this.opts.engine.objectKey(p)}`;
+      return `s3:${this.opts.engine.objectKey(bare)}`;
     } catch {
       return '(unnamed)';
     }
@@ -149,7 +150,11 @@ export class MountOps {
   /** A log-safe message: the plaintext path replaced by logPath() when names are encrypted. */
   logMessage(p: string, message: string): string {
     if (this.names === 'plain' || p === '') return message;
-    return message.split(p).join(this.logPath(p));
+    // The kernel's "/a/b" and the engine's "a/b" spelling, longest first.
+    const bare = p.replace(/^\/+/, '');
+    let out = message.split(p).join(this.logPath(p));
+    if (bare !== '' && bare !== p) out = out.split(bare).join(this.logPath(p));
+    return out;
   }
 
   /** From the file system's error callback. */

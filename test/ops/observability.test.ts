@@ -86,6 +86,9 @@ t.test('mount metrics, control socket, logs and dashboard', async (t) => {
   t.notMatch(JSON.stringify(logged), new RegExp(secretName), 'no plaintext name in the log records');
   t.match(JSON.stringify(logged[0]), /CHUNK_TAMPERED/, 'the code is logged');
   t.match(ops.logPath(`${secretName}.pdf`), /^s3:vault\//, 'names appear as their S3 key');
+  const kernelSpelling = ops.logMessage(`/${secretName}.pdf`, `cannot read ${secretName}.pdf: gone`);
+  t.notMatch(kernelSpelling, new RegExp(secretName), 'a message in the engine\'s spelling of a kernel path is redacted too');
+  t.match(kernelSpelling, /^cannot read s3:vault\/\S+: gone$/);
 
   // ---- control socket: an upload in flight with its progress -----------------------------------------
   const writer = engine.createWriter('dir/upload-in-progress.bin');
