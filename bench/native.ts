@@ -127,7 +127,7 @@ async function s3Backend(dir: string): Promise<Backend> {
 
 async function openEngine(store: MemoryStore | ObjectStore, prefix: string): Promise<Engine> {
   const keys = deriveKeys(randomBytes(32));
-  const config = newBucketConfig(keys, { cipher: 'chacha20-poly1305', chunkSize: 64 * 1024, names: 'aes-siv' });
+  const config = newBucketConfig(keys, { cipher: 'chacha20-poly1305', names: 'aes-siv' }); // default chunk size, as `init` makes it
   await Engine.init(store, 'bench', prefix, config);
   return Engine.open({ store, bucket: 'bench', prefix, keys, config });
 }

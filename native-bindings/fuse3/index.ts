@@ -62,6 +62,15 @@ export interface Fuse3MountOptions extends MountOptions {
    * default: such entries go without attributes and the kernel looks them up (exact, one HEAD each).
    */
   listingAttributes?: boolean;
+  /**
+   * Write-behind: a write is answered as soon as it is queued, while earlier ones are still being
+   * applied (encrypted), so the writer's next request overlaps with our work. At most this many bytes
+   * are queued per mount (default 8 MiB; 0 = answer every write once applied). Writes of an inode are
+   * applied in order, and every other request on that inode (getattr, setattr, read, flush, fsync,
+   * release, lookup, open, rename, unlink) waits until its queued writes are applied. A failed queued
+   * write is reported by the next write, flush (close) or fsync of the file, as on NFS.
+   */
+  writeBehindBytes?: number;
 }
 
 /** src/fs keeps a metadata cache; an entry whose sealed attributes it holds has an exact stat. */
@@ -104,6 +113,16 @@ interface DirHandle {
 }
 
 type Handle = FileHandle | DirHandle;
+
+/** The queued (answered, not yet applied) writes of one inode. */
+interface WriteQueue {
+  tail: Promise<void>;
+  count: number;
+  /** The first failure of a write already answered: reported by the next write/flush/fsync. */
+  error: unknown;
+}
+
+const DEFAULT_WRITE_BEHIND = 8 * MiB;
 
 /** `fs.read` with an optional AbortSignal (src/fs may accept one; extra arguments are ignored otherwise). */
 type ReadWithSignal = (path: string, fh: number, length: number, offset: number, signal?: AbortSignal) => Promise<Buffer>;
@@ -234,6 +253,9 @@ class Fuse3Mount {
   private maxHandle = 0;
   /** Requests that stop waiting on an interrupt (read-only ops), with their AbortController. */
   private readonly abortable = new Map<number, AbortController>();
+  private readonly queues = new Map<Inode, WriteQueue>();
+  private queuedBytes = 0;
+  private readonly writeBehind: number;
   private readonly attrTimeout: number;
   private readonly entryTimeout: number;
   private readonly maxWrite: number;
@@ -256,6 +278,7 @@ class Fuse3Mount {
     this.attrTimeout = options.kernelAttrTimeoutSec ?? 1;
     this.entryTimeout = options.kernelEntryTimeoutSec ?? 1;
     this.maxWrite = Math.min(Math.max(options.maxWrite ?? DEFAULT_MAX_WRITE, 4096), MiB);
+    this.writeBehind = Math.max(0, options.writeBehindBytes ?? DEFAULT_WRITE_BEHIND);
     this.OP = addon.ops;
     this.opNames = [];
     for (const [name, n] of Object.entries(addon.ops)) this.opNames[n] = name as OpName;
@@ -373,9 +396,15 @@ class Fuse3Mount {
       case OP.read: return this.read(id, a[1] as number, a[2] as number, a[3] as number);
       case OP.write: return this.run(op, id, this.write(id, a[1] as number, a[2] as Buffer, a[3] as number));
       case OP.open: return this.run(op, id, this.open(id, a[0] as number, a[1] as number), true);
-      case OP.flush: return this.run(op, id, this.withFile(a[1] as number, (h) => this.fs.flush(h.path, h.fsFh)).then(() => this.ok(id)));
+      case OP.flush: return this.run(op, id, this.withFile(a[1] as number, async (h) => {
+        await this.applied(h.inode, true);
+        await this.fs.flush(h.path, h.fsFh);
+      }).then(() => this.ok(id)));
       case OP.release: return this.run(op, id, this.release(id, a[1] as number));
-      case OP.fsync: return this.run(op, id, this.withFile(a[1] as number, (h) => this.fs.fsync(h.path, h.fsFh, !!a[2])).then(() => this.ok(id)));
+      case OP.fsync: return this.run(op, id, this.withFile(a[1] as number, async (h) => {
+        await this.applied(h.inode, true);
+        await this.fs.fsync(h.path, h.fsFh, !!a[2]);
+      }).then(() => this.ok(id)));
       case OP.setattr: return this.run(op, id, this.setattr(id, a as number[]));
       case OP.readlink: return this.run(op, id, this.readlink(id, a[0] as number), true);
       case OP.mknod: return this.run(op, id, this.mknod(id, a[0] as number, a[1] as string, a[2] as number, a[3] as number));
@@ -430,6 +459,22 @@ class Fuse3Mount {
 
   private ok(id: number): void {
     this.session.replyErr(id, 0);
+  }
+
+  /**
+   * Resolves once the writes queued for `node` so far are applied. With `report`, a failure of one
+   * of them that was not reported yet is thrown (once).
+   */
+  private async applied(node: Inode | undefined, report = false): Promise<void> {
+    const q = node && this.queues.get(node);
+    if (!q) return;
+    await q.tail;
+    if (report && q.error !== null) {
+      const err = q.error;
+      q.error = null;
+      if (q.count === 0) this.queues.delete(node);
+      throw err;
+    }
   }
 
   private inode(ino: number): Inode {
@@ -491,6 +536,7 @@ class Fuse3Mount {
 
   private async getattr(id: number, ino: number, fh: number): Promise<void> {
     const node = this.inode(ino);
+    await this.applied(node);
     const st = await this.statOf(node, fh);
     putAttr(this.scratch, 0, ino, st, this.maxWrite);
     this.session.replyAttr(id, this.attrTimeout);
@@ -498,6 +544,7 @@ class Fuse3Mount {
 
   private async lookup(id: number, parent: number, name: string): Promise<void> {
     const p = this.child(parent, name);
+    await this.applied(this.inodes.peek(p));
     const st = await this.fs.getattr(p);
     this.replyEntry(id, p, st);
   }
@@ -506,6 +553,7 @@ class Fuse3Mount {
     const [ino, valid, fh, mode, uid, gid, size, as, ans, ms, mns] = a;
     const c = this.setattrBits;
     const node = this.inode(ino);
+    await this.applied(node);
     const p = node.path;
     const h = fh >= 0 ? this.handles.get(fh) : undefined;
     const file = h && h.kind === 'file' ? h : undefined;
@@ -549,6 +597,7 @@ class Fuse3Mount {
 
   private async remove(id: number, parent: number, name: string, dir: boolean): Promise<void> {
     const p = this.child(parent, name);
+    await this.applied(this.inodes.peek(p));
     if (dir) await this.fs.rmdir(p);
     else await this.fs.unlink(p);
     this.inodes.removed(p);
@@ -565,6 +614,8 @@ class Fuse3Mount {
     if (flags & ~RENAME_NOREPLACE) throw Object.assign(new Error('RENAME_EXCHANGE / RENAME_WHITEOUT are not supported'), { errno: E.EINVAL });
     const from = this.child(parent, name);
     const to = this.child(newParent, newName);
+    await this.applied(this.inodes.peek(from));
+    await this.applied(this.inodes.peek(to));
     if (flags & RENAME_NOREPLACE) {
       const exists = await this.fs.getattr(to).then(() => true, (err: unknown) => {
         if (errnoOf(err) === E.ENOENT) return false;
@@ -588,6 +639,7 @@ class Fuse3Mount {
 
   private async open(id: number, ino: number, flags: number): Promise<void> {
     const node = this.inode(ino);
+    await this.applied(node);
     let f = flags;
     // With the writeback cache the kernel reads pages around partial writes, and appends itself.
     if (this.options.writeback) {
@@ -641,7 +693,12 @@ class Fuse3Mount {
       this.session.replyErr(id, errnoOf(err));
       return;
     }
-    (this.fs.read as ReadWithSignal)(h.path, h.fsFh, size, offset, ctl.signal).then(
+    const file = h;
+    const pending = this.queues.get(h.inode);
+    const reading = pending
+      ? this.applied(h.inode).then(() => (this.fs.read as ReadWithSignal)(file.path, file.fsFh, size, offset, ctl.signal))
+      : (this.fs.read as ReadWithSignal)(h.path, h.fsFh, size, offset, ctl.signal);
+    reading.then(
       (data) => {
         this.abortable.delete(id);
         this.session.replyBuf(id, data, Math.min(size, data.length));
@@ -654,10 +711,58 @@ class Fuse3Mount {
     );
   }
 
+  /**
+   * Applies a write; answers it at once (write-behind) while fewer than writeBehindBytes are queued,
+   * else once applied. Writes of one inode are applied in order.
+   */
   private async write(id: number, fh: number, data: Buffer, offset: number): Promise<void> {
     const h = this.fileHandle(fh);
-    const n = await this.fs.write(h.path, h.fsFh, data, offset);
-    this.session.replyWrite(id, n);
+    const node = h.inode;
+    let q = this.queues.get(node);
+    if (q && q.error !== null) return this.applied(node, true);
+    const early = this.queuedBytes + data.length <= this.writeBehind;
+    if (!q && !early) {
+      const n = await this.fs.write(h.path, h.fsFh, data, offset);
+      this.session.replyWrite(id, n);
+      return;
+    }
+    if (!q) {
+      q = { tail: Promise.resolve(), count: 0, error: null };
+      this.queues.set(node, q);
+    }
+    const queue = q;
+    queue.count++;
+    if (early) this.queuedBytes += data.length;
+    // h.path is read when the write runs: a rename in between has updated it.
+    const done = queue.tail.then(async () => {
+      // After a failed queued write the rest of the queue is not applied: it fails the same way
+      // (reported once, by this request if it was not answered yet).
+      if (queue.error !== null) {
+        const err = queue.error;
+        if (!early) queue.error = null;
+        throw err;
+      }
+      const n = await this.fs.write(h.path, h.fsFh, data, offset);
+      if (n !== data.length) throw Object.assign(new Error(`short write (${n} of ${data.length} bytes)`), { errno: E.EIO });
+    });
+    queue.tail = done.then(
+      () => {},
+      (err: unknown) => {
+        if (early && queue.error === null) {
+          queue.error = err;
+          this.options.onOpError?.('write', h.path, errnoOf(err), err);
+        }
+      },
+    ).finally(() => {
+      if (early) this.queuedBytes -= data.length;
+      if (--queue.count === 0 && queue.error === null && this.queues.get(node) === queue) this.queues.delete(node);
+    });
+    if (early) {
+      this.session.replyWrite(id, data.length);
+      return;
+    }
+    await done;
+    this.session.replyWrite(id, data.length);
   }
 
   private async release(id: number, fh: number): Promise<void> {
@@ -665,6 +770,9 @@ class Fuse3Mount {
     if (!h || h.kind !== 'file') return this.ok(id);
     this.handles.delete(fh);
     try {
+      // Queued writes first; a failure among them was (or is now) reported by flush: the release
+      // itself cannot report anything to the kernel.
+      await this.applied(h.inode, true).catch(() => {});
       await this.fs.release(h.path, h.fsFh);
     } finally {
       this.inodes.closed(h.inode);
@@ -729,7 +837,7 @@ class Fuse3Mount {
       }
       nodes.push(node);
       putAttr(attrs, i * A.STRIDE, num, st, this.maxWrite);
-      attrs[i * A.STRIDE + A.ENTRY] = node && plus && this.exact(node.path, st) ? 1 : 0;
+      attrs[i * A.STRIDE + A.ENTRY] = node && plus && !this.queues.has(node) && this.exact(node.path, st) ? 1 : 0;
     }
     const sent = this.session.replyDir(id, names, attrs, offset, this.entryTimeout, this.attrTimeout);
     if (plus && typeof sent === 'number') {
