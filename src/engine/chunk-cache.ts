@@ -41,6 +41,11 @@ export class ChunkCache {
     this.stats.cacheBytes += Math.max(1, plain.length);
   }
 
+  /** Forgets one cached chunk (a sequential reader consumed it; see EngineReader). */
+  delete(version: string, index: number): void {
+    this.lru?.delete(chunkId(version, index));
+  }
+
   has(version: string, index: number): boolean {
     return this.lru?.has(chunkId(version, index)) ?? false;
   }

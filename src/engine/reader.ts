@@ -1,5 +1,6 @@
 /** Random-access reader of one object version: chunk span -> cached or fetched chunks -> bytes. */
 import { chunksForRange } from '../format/index.js';
+import type { ChunkCache } from './chunk-cache.js';
 import type { EngineContext } from './context.js';
 import { EngineError } from './errors.js';
 import { ChunkFetcher } from './fetcher.js';
@@ -10,6 +11,7 @@ export class EngineReader implements ObjectReader {
   private readonly fetcher: ChunkFetcher;
   private readonly readahead: Readahead;
   private readonly chunkSize: number;
+  private readonly cache: ChunkCache;
   private closed = false;
 
   constructor(ctx: EngineContext, path: string, key: string, readonly etag: string, readonly size: number) {
@@ -18,6 +20,7 @@ export class EngineReader implements ObjectReader {
     const maxBytes = Math.min(ctx.readaheadMaxBytes, Math.floor(ctx.cache.maxBytes / 2));
     this.readahead = new Readahead(this.fetcher, { chunkSize: ctx.config.chunkSize, maxBytes });
     this.chunkSize = ctx.config.chunkSize;
+    this.cache = ctx.cache;
   }
 
   /** Readahead window in chunks (for tests and metrics). */
@@ -37,6 +40,7 @@ export class EngineReader implements ObjectReader {
     this.readahead.onRead(offset, length, span.last);
     const chunks = await withSignal(Promise.all(pending), opts?.signal);
     const end = Math.min(offset + length, this.size);
+    if (this.readahead.window > 0) this.release(offset, end, span.first, span.last);
     if (chunks.length === 1) {
       // Within one chunk (a kernel read of a whole aligned chunk, a small random read): a view of
       // the cached plaintext, no copy. Cached chunks are never written to, so sharing is safe.
@@ -52,6 +56,18 @@ export class EngineReader implements ObjectReader {
       pos += chunks[i].copy(out, pos, from, to);
     }
     return out;
+  }
+
+  /**
+   * A sequential stream does not come back for what it read (the kernel's page cache holds it):
+   * chunks it read whole leave the cache at once instead of filling it, so the chunks cached during
+   * a big sequential read are mostly those prefetched and not read yet (lower peak memory).
+   */
+  private release(start: number, end: number, first: number, last: number): void {
+    for (let i = first; i <= last; i++) {
+      const chunkStart = i * this.chunkSize;
+      if (start <= chunkStart && end >= Math.min(this.size, chunkStart + this.chunkSize)) this.cache.delete(this.fetcher.version, i);
+    }
   }
 
   /**

@@ -125,3 +125,21 @@ t.test('reader.prefetch() caches the range without returning it; a read then nee
   reader.close();
   await t.rejects(reader.prefetch!(0, 1), { code: 'CLOSED' });
 });
+
+t.test('a sequential reader releases the chunks it read whole; random reads keep theirs cached', async (t) => {
+  const { engine } = await setupEngine(t, { readaheadMaxBytes: 2 * MiB, cacheBytes: 16 * MiB });
+  const data = randomBytes(8 * MiB);
+  await engine.putBuffer('r.bin', data);
+  const reader = await engine.openReader('r.bin');
+  t.ok((await readAll(reader, 4 * MiB, CHUNK)).equals(data.subarray(0, 4 * MiB)), 'sequential content exact');
+  t.ok(engine.stats.cacheBytes <= 3 * MiB, `cache holds what was prefetched and not read yet (${engine.stats.cacheBytes} bytes), not the 4 MiB read`);
+  const gets = engine.stats.rangeRequests;
+  const rnd = await engine.openReader('r.bin');
+  await rnd.read(7 * MiB + 5, 100);
+  await rnd.read(2 * MiB + 5, 100);
+  t.equal(engine.stats.rangeRequests, gets + 2, 'two random reads: two GETs (the chunk at 2 MiB was released)');
+  t.ok((await rnd.read(7 * MiB + 200, 100)).equals(data.subarray(7 * MiB + 200, 7 * MiB + 300)), 'random re-read exact');
+  t.equal(engine.stats.rangeRequests, gets + 2, 'a random re-read of a chunk is a cache hit');
+  reader.close();
+  rnd.close();
+});
