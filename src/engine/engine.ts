@@ -189,6 +189,35 @@ export class Engine {
     return openReadStream(this.ctx, path, this.ctx.paths.fileKey(path), opts);
   }
 
+  /**
+   * The whole object's verified stream and its stat from one GET (no HEAD before it): resolves
+   * once the response headers arrived, null when there is no such object. Undefined when the
+   * engine reads AWS-CSE objects too (their classification needs the HEAD): use stat + readStream.
+   */
+  openWhole(path: string): Promise<{ stat: ObjectStat; stream: Readable } | null> | undefined {
+    if (this.ctx.cse) return undefined;
+    const key = this.ctx.paths.fileKey(path);
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const stream = openReadStream(this.ctx, path, key, {
+        onInfo: (info) => {
+          const stat: ObjectStat = {
+            path, size: this.plainSize(path, info.size), etag: info.etag, lastModified: info.lastModified,
+            attributes: readAttributes(this.ctx, key, info.metadata),
+          };
+          settled = true;
+          resolve({ stat, stream });
+        },
+      });
+      stream.on('error', (err) => {
+        if (settled) return; // the consumer sees it while reading
+        settled = true;
+        if (err instanceof EngineError && err.code === 'NOT_FOUND') resolve(null);
+        else reject(err);
+      });
+    });
+  }
+
   /** Reads and authenticates every chunk; throws IntegrityError on the first bad one. */
   async verify(path: string): Promise<{ size: number }> {
     let size = 0;

@@ -14,12 +14,15 @@ import { EngineError } from './errors.js';
 import { ChunkFetcher } from './fetcher.js';
 import { ByteQueue } from './byte-queue.js';
 import { mapReadError } from './read-errors.js';
+import type { StoreObjectInfo } from './store-port.js';
 
 export interface ReadStreamOptions {
   /** First plaintext byte (default 0). */
   start?: number;
   /** End of the range, exclusive (default: end of object). */
   end?: number;
+  /** Whole-object streams: receives the object's info from the GET's response (callers skip a HEAD). */
+  onInfo?: (info: StoreObjectInfo) => void;
 }
 
 /** Buffered on each side of the decoder, so the network and decryption overlap. */
@@ -30,16 +33,19 @@ export function openReadStream(ctx: EngineContext, path: string, key: string, op
   const cancel = new AbortController();
   const decoder = new ChunkDecoder(ctx, path);
   decoder.once('close', () => cancel.abort());
-  const run = ranged ? streamRange(ctx, path, key, opts, decoder, cancel.signal) : streamWhole(ctx, path, key, decoder, cancel.signal);
+  const run = ranged ? streamRange(ctx, path, key, opts, decoder, cancel.signal) : streamWhole(ctx, path, key, decoder, cancel.signal, opts.onInfo);
   run.catch((err: unknown) => decoder.destroy(err as Error));
   return decoder;
 }
 
-async function streamWhole(ctx: EngineContext, path: string, key: string, decoder: ChunkDecoder, signal: AbortSignal): Promise<void> {
+async function streamWhole(
+  ctx: EngineContext, path: string, key: string, decoder: ChunkDecoder, signal: AbortSignal, onInfo?: (info: StoreObjectInfo) => void,
+): Promise<void> {
   const { stream, info } = await getStream(ctx, path, key, { signal });
   let size: number;
   try {
     size = checkedSize(ctx, path, info.size);
+    onInfo?.(info);
   } catch (err) {
     stream.destroy();
     throw err;

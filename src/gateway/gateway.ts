@@ -546,18 +546,17 @@ export class Gateway {
     const key = ctx.key!;
     const path = this.objectPath(key);
     if (key.endsWith('/')) return this.getMarker(ctx, b, key, withBody);
-    // A whole-object GET starts reading while the HEAD is in flight (one round trip instead of two).
+    // A whole-object GET is one backend GET: its response carries the stat, so no HEAD.
     let early: Readable | undefined;
-    if (withBody && ctx.req.headers.range === undefined) {
-      early = b.engine.readStream(path);
-      early.on('error', () => {});
-    }
     let st: ObjectStat | null;
-    try {
+    const whole = withBody && ctx.req.headers.range === undefined ? b.engine.openWhole(path) : undefined;
+    if (whole) {
+      const opened = await whole;
+      st = opened?.stat ?? null;
+      early = opened?.stream;
+      if (st) this.rememberEtag(b.spec.name, path, st.etag, clientEtag(st));
+    } else {
       st = await this.statObject(b, path);
-    } catch (err) {
-      early?.destroy();
-      throw err;
     }
     if (!st) {
       early?.destroy();

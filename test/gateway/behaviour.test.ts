@@ -95,6 +95,13 @@ t.test('ranges, conditional GETs, metadata', async (t) => {
   t.ok(r.body.equals(data.subarray(data.length - 10)));
   r = await req({ method: 'GET', path: `/${B}/ranged.bin`, headers: { range: `bytes=${data.length}-` } });
   t.equal(r.status, 416);
+  const before = { ...f.backend.stats.requests };
+  r = await req({ method: 'GET', path: `/${B}/ranged.bin` });
+  t.ok(r.body.equals(data), 'whole GET');
+  t.equal(r.headers.etag, etag);
+  t.equal(r.headers['content-type'], 'image/png', 'metadata from the GET response');
+  t.equal((f.backend.stats.requests.GetObject ?? 0) - (before.GetObject ?? 0), 1, 'a whole GET is one backend GET');
+  t.equal((f.backend.stats.requests.HeadObject ?? 0) - (before.HeadObject ?? 0), 0, 'and no HEAD');
   r = await req({ method: 'GET', path: `/${B}/ranged.bin`, headers: { 'if-none-match': etag } });
   t.equal(r.status, 304);
   r = await req({ method: 'GET', path: `/${B}/ranged.bin`, headers: { 'if-match': '"0123"' } });
