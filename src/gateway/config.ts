@@ -78,7 +78,7 @@ export interface GatewayConfig {
   region: string;
   signingRegions: string[];
   credentials: ClientCredential[];
-  backend: { endpoint?: string; region?: string; pathStyle?: boolean; accessKeyId?: string; secretAccessKey?: string };
+  backend: { endpoint?: string; region?: string; pathStyle?: boolean; accessKeyId?: string; secretAccessKey?: string; unsignedPayload?: boolean };
   keyFile?: string;
   passphraseFile?: string;
   conditionalWrites: ConditionalMode;
@@ -263,7 +263,11 @@ export async function resolveGatewayConfig(input: ResolveGatewayInput): Promise<
     pathStyle: input.backendDefaults?.pathStyle ?? (typeof backendFile.path_style === 'boolean' ? backendFile.path_style : undefined),
     accessKeyId: get<string | undefined>('backend-access-key-id') ?? str(backendFile.access_key_id),
     secretAccessKey: get<string | undefined>('backend-secret-access-key') ?? str(backendFile.secret_access_key),
+    unsignedPayload: typeof backendFile.unsigned_payload === 'boolean' ? backendFile.unsigned_payload : undefined,
   };
+  if (backendFile.unsigned_payload !== undefined && typeof backendFile.unsigned_payload !== 'boolean') {
+    throw new GatewayConfigError('gateway config "backend.unsigned_payload": expected true or false');
+  }
   if ((backend.accessKeyId === undefined) !== (backend.secretAccessKey === undefined)) {
     throw new GatewayConfigError('backend credentials need both an access key id and a secret access key');
   }

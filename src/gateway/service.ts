@@ -103,6 +103,7 @@ export async function startGateway(config: GatewayConfig, opts: StartOptions): P
     credentials: config.backend.accessKeyId && config.backend.secretAccessKey
       ? { accessKeyId: config.backend.accessKeyId, secretAccessKey: config.backend.secretAccessKey }
       : undefined,
+    unsignedPayload: config.backend.unsignedPayload,
   });
   const metricsRegistry = new MetricsRegistry();
   const metrics = gatewayMetrics(metricsRegistry);

@@ -31,3 +31,24 @@ export function contentMd5Plugin<I extends object, O extends MetadataBearer>(): 
     },
   };
 }
+
+function addUnsignedPayload<I extends object, O extends MetadataBearer>(): BuildMiddleware<I, O> {
+  return (next) => async (args) => {
+    const request = args.request as RequestWithBody | undefined;
+    const body = request?.body;
+    // The signer hashes buffered bodies unless this header is already set; streams are unsigned anyway.
+    if (request && body instanceof Uint8Array && body.length > 0 && !Object.keys(request.headers).some((h) => h.toLowerCase() === 'x-amz-content-sha256')) {
+      request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+    }
+    return next(args);
+  };
+}
+
+/** Client-wide: request bodies are sent as UNSIGNED-PAYLOAD (no SHA-256 of the body for SigV4). */
+export function unsignedPayloadPlugin<I extends object, O extends MetadataBearer>(): Pluggable<I, O> {
+  return {
+    applyToStack(stack) {
+      stack.add(addUnsignedPayload<I, O>(), { step: 'build', name: 's3cryptfsUnsignedPayload', override: true });
+    },
+  };
+}

@@ -33,7 +33,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 
-import { contentMd5Plugin } from './content-md5.js';
+import { contentMd5Plugin, unsignedPayloadPlugin } from './content-md5.js';
 import { isStoreError, storeError, toStoreError, type StoreErrorContext } from './errors.js';
 import { backoffDelayMs, isBodyInterruption, ShortBodyError, sleep } from './retry.js';
 
@@ -54,6 +54,13 @@ export interface StoreOptions {
   requestTimeoutMs?: number;
   /** Fail a connection attempt that takes longer than this. Default 10 s. */
   connectTimeoutMs?: number;
+  /**
+   * Send request bodies as UNSIGNED-PAYLOAD instead of signing their SHA-256 (a full hash of every
+   * uploaded byte). Default: on for https and loopback endpoints, where TLS or the absence of a
+   * network protects transport (objects are authenticated end to end by their AEAD anyway); off
+   * for plain http to another host.
+   */
+  unsignedPayload?: boolean;
 }
 
 export interface ObjectInfo {
@@ -158,6 +165,9 @@ export class ObjectStore {
       // Resolving the middleware stack for every request cost about a millisecond of CPU each.
       cacheMiddleware: true,
     });
+    const tls = endpointUrl === undefined || endpointUrl.protocol === 'https:';
+    const loopback = endpointUrl !== undefined && isLoopbackHost(endpointUrl.hostname);
+    if (opts.unsignedPayload ?? (tls || loopback)) this.client.middlewareStack.use(unsignedPayloadPlugin());
   }
 
   /** Closes pooled sockets. The store must not be used afterwards. */
@@ -835,6 +845,11 @@ function parseEndpoint(endpoint: string): URL {
     throw new TypeError(`S3 endpoint must use http or https, got ${url.protocol}`);
   }
   return url;
+}
+
+function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '');
+  return host === 'localhost' || host.endsWith('.localhost') || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
 }
 
 /** Virtual-host addressing needs DNS names per bucket, which IPs and localhost lack. */
