@@ -20,6 +20,31 @@ const MAX_PARTS = 10_000;
 type State = 'open' | 'closing' | 'closed' | 'failed';
 
 /**
+ * Part buffers of finished writers, shared by all writers of the process: a fresh multi-MiB
+ * buffer per object was the main source of GC work (external memory pressure) for a stream of
+ * small PUTs. They only ever hold ciphertext. Capped, so an idle process keeps little.
+ */
+const POOL_MAX_BYTES = 64 * 1024 * 1024;
+const partPool: Buffer[] = [];
+let pooledBytes = 0;
+
+function takePooled(size: number): Buffer | undefined {
+  const i = partPool.findIndex((b) => b.length === size);
+  if (i < 0) return undefined;
+  const [buf] = partPool.splice(i, 1);
+  pooledBytes -= buf!.length;
+  return buf;
+}
+
+function returnPooled(buf: Buffer): void {
+  if (buf.length > POOL_MAX_BYTES) return;
+  // Oldest out first, so buffers of an unusual size (a conditional PUT's) do not crowd out the rest.
+  while (pooledBytes + buf.length > POOL_MAX_BYTES) pooledBytes -= partPool.shift()!.length;
+  partPool.push(buf);
+  pooledBytes += buf.length;
+}
+
+/**
  * Another object encoding (the AWS S3 Encryption Client format, src/engine/aws-cse/): the writer then
  * encrypts with `push`/`finish` instead of our chunk sealer, and adds `metadata` to the object's.
  */
@@ -85,6 +110,9 @@ export class EngineWriter implements ObjectWriter {
       let etag: string;
       if (this.uploadId === null) {
         etag = await this.putSingle();
+        // The request settled (retries included), so nothing reads the buffer any more.
+        if (this.part) this.spare.push(this.part);
+        this.part = null;
       } else {
         await this.uploadPart(this.part!.subarray(0, this.filled), this.part!);
         this.part = null;
@@ -93,6 +121,7 @@ export class EngineWriter implements ObjectWriter {
         const parts = [...this.parts].sort((x, y) => x.partNumber - y.partNumber);
         etag = (await this.ctx.store.completeMultipart(this.ctx.bucket, this.key, this.uploadId!, parts)).etag;
       }
+      for (const buf of this.spare.splice(0)) returnPooled(buf);
       this.state = 'closed';
       this.detachSignal();
       return { etag, size: this.bytesWritten };
@@ -144,7 +173,7 @@ export class EngineWriter implements ObjectWriter {
           this.filled = 0;
           await this.uploadPart(full, full);
         }
-        this.part ??= this.spare.pop() ?? Buffer.allocUnsafe(partSize);
+        this.part ??= this.spare.pop() ?? takePooled(partSize) ?? Buffer.allocUnsafe(partSize);
         const n = piece.copy(this.part, this.filled, pos);
         this.filled += n;
         pos += n;
