@@ -23,6 +23,8 @@ export interface ReadStreamOptions {
   end?: number;
   /** Whole-object streams: receives the object's info from the GET's response (callers skip a HEAD). */
   onInfo?: (info: StoreObjectInfo) => void;
+  /** Range streams: the version (plaintext size, backend ETag) the caller already stat'ed; skips the HEAD. */
+  known?: { size: number; etag: string };
 }
 
 /** Buffered on each side of the decoder, so the network and decryption overlap. */
@@ -57,9 +59,13 @@ async function streamWhole(
 async function streamRange(
   ctx: EngineContext, path: string, key: string, opts: ReadStreamOptions, decoder: ChunkDecoder, signal: AbortSignal,
 ): Promise<void> {
-  const info = await ctx.store.head(ctx.bucket, key);
-  if (!info) throw new EngineError('NOT_FOUND', `no such file: "${path}"`);
-  const size = checkedSize(ctx, path, info.size);
+  let known = opts.known;
+  if (!known) {
+    const info = await ctx.store.head(ctx.bucket, key);
+    if (!info) throw new EngineError('NOT_FOUND', `no such file: "${path}"`);
+    known = { size: checkedSize(ctx, path, info.size), etag: info.etag };
+  }
+  const { size, etag } = known;
   const start = Math.max(0, opts.start ?? 0);
   const end = Math.min(size, opts.end ?? size);
   const span = chunksForRange(start, end, size, ctx.config.chunkSize);
@@ -67,9 +73,25 @@ async function streamRange(
     decoder.end();
     return;
   }
-  const cipher = await new ChunkFetcher(ctx, path, key, info.etag, size).cipher();
   const range = ciphertextRangeOfChunks(span, size, ctx.config.chunkSize);
-  const { stream } = await getStream(ctx, path, key, { start: range.start, endExclusive: range.endExclusive, ifMatch: info.etag, signal });
+  if (span.first === 0) {
+    // The range starts in the first chunk: one GET from byte 0 carries the header too.
+    const { stream } = await getStream(ctx, path, key, { start: 0, endExclusive: range.endExclusive, ifMatch: etag, signal });
+    decoder.begin({ cipher: null, first: 0, last: span.last, size, start, end });
+    await pipeline(stream, decoder);
+    return;
+  }
+  // The header (usually cached by version) and the range GET in parallel, not one after the other.
+  const cipherP = new ChunkFetcher(ctx, path, key, etag, size).cipher();
+  cipherP.catch(() => {});
+  const { stream } = await getStream(ctx, path, key, { start: range.start, endExclusive: range.endExclusive, ifMatch: etag, signal });
+  let cipher: ObjectCipher;
+  try {
+    cipher = await cipherP;
+  } catch (err) {
+    stream.destroy();
+    throw err;
+  }
   decoder.begin({ cipher, first: span.first, last: span.last, size, start, end });
   await pipeline(stream, decoder);
 }

@@ -592,7 +592,8 @@ export class Gateway {
       this.send(ctx, status, headers);
       return;
     }
-    const stream = early ?? (range ? b.engine.readStream(path, { start, end }) : b.engine.readStream(path));
+    // A range reads the version just stat'ed (the GET is pinned to its ETag): no second HEAD.
+    const stream = early ?? (range ? b.engine.readStream(path, { start, end, known: { size: st.size, etag: st.etag } }) : b.engine.readStream(path));
     await this.streamBody(ctx, status, headers, stream, end - start);
   }
 

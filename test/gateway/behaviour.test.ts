@@ -93,6 +93,12 @@ t.test('ranges, conditional GETs, metadata', async (t) => {
   t.ok(r.body.equals(data.subarray(70000, 200001)));
   r = await req({ method: 'GET', path: `/${B}/ranged.bin`, headers: { range: 'bytes=-10' } });
   t.ok(r.body.equals(data.subarray(data.length - 10)));
+  const ranged = { ...f.backend.stats.requests };
+  r = await req({ method: 'GET', path: `/${B}/ranged.bin`, headers: { range: 'bytes=10-1000' } });
+  t.equal(r.status, 206);
+  t.ok(r.body.equals(data.subarray(10, 1001)), 'range in the first chunk');
+  t.equal((f.backend.stats.requests.GetObject ?? 0) - (ranged.GetObject ?? 0), 1, 'one GET (header and chunk together)');
+  t.equal((f.backend.stats.requests.HeadObject ?? 0) - (ranged.HeadObject ?? 0), 1, 'after one HEAD');
   r = await req({ method: 'GET', path: `/${B}/ranged.bin`, headers: { range: `bytes=${data.length}-` } });
   t.equal(r.status, 416);
   const before = { ...f.backend.stats.requests };
