@@ -27,26 +27,36 @@ export function dirObjectKey(ctx: EngineContext, dir: string): string {
   return d === '' ? ctx.paths.keyPrefix + DIR_INDEX_ROOT_NAME : ctx.paths.markerKey(d);
 }
 
-/** One GET: the directory's attributes and index. Never throws for bad contents (see `error`). */
+/**
+ * One GET: the directory's attributes and index. Never throws for bad contents (see `error`).
+ * An index that fails authentication is read once more first: a server that writes objects in
+ * place (s3rver) can hand out a half-written body while the index is being replaced.
+ */
 export async function readDirObject(ctx: EngineContext, dir: string): Promise<DirObject> {
   const key = dirObjectKey(ctx, dir);
-  let got;
-  try {
-    got = await ctx.store.getObject(ctx.bucket, key);
-  } catch (err) {
-    if (isStoreError(err, 'NoSuchKey')) return { exists: false, attributes: null, index: null };
-    throw err;
+  for (let attempt = 0; ; attempt++) {
+    let got;
+    try {
+      got = await ctx.store.getObject(ctx.bucket, key);
+    } catch (err) {
+      if (isStoreError(err, 'NoSuchKey')) return { exists: false, attributes: null, index: null };
+      throw err;
+    }
+    const out: DirObject = { exists: true, attributes: attributesOf(ctx, key, got.info.metadata), index: null };
+    if (got.body.length === 0) return out;
+    try {
+      out.index = openDirIndex(ctx.bucketKeys.attrKey, ctx.paths.relativeKey(key), got.body);
+    } catch (err) {
+      if (!(err instanceof IntegrityError)) throw err;
+      if (attempt === 0) {
+        await new Promise((r) => setTimeout(r, 100));
+        continue;
+      }
+      out.error = err;
+      ctx.warn({ code: 'BAD_DIR_INDEX', key, message: `ignoring the attribute index of "${dir}": ${err.message}` });
+    }
+    return out;
   }
-  const out: DirObject = { exists: true, attributes: attributesOf(ctx, key, got.info.metadata), index: null };
-  if (got.body.length === 0) return out;
-  try {
-    out.index = openDirIndex(ctx.bucketKeys.attrKey, ctx.paths.relativeKey(key), got.body);
-  } catch (err) {
-    if (!(err instanceof IntegrityError)) throw err;
-    out.error = err;
-    ctx.warn({ code: 'BAD_DIR_INDEX', key, message: `ignoring the attribute index of "${dir}": ${err.message}` });
-  }
-  return out;
 }
 
 /** HEAD: the directory's own attributes (null without a marker or attributes). */

@@ -6,7 +6,6 @@
  * attributes for a version it did not see. See docs/semantics.md, "Directory attribute index".
  */
 import { emptyDirIndex, lastModifiedSeconds, type DirIndex, type DirIndexFile } from '../format/index.js';
-import type { DirObject } from '../engine/index.js';
 import type { FsEngine } from './engine-port.js';
 import { baseName, isWithin, parentOf } from './paths.js';
 
@@ -138,8 +137,19 @@ export class DirIndexKeeper {
   }
 
   private async rewrite(dir: string, files: Map<string, DirIndexFile>, dirs: Map<string, Record<string, string>>): Promise<void> {
+    try {
+      await this.merge(dir, files, dirs);
+    } catch (err) {
+      // Not stored: keep what was learned (newer notes win) for the next attempt.
+      for (const [name, e] of files) if (!this.files.get(dir)?.has(name)) this.noteFile(dir === '' ? name : `${dir}/${name}`, e);
+      for (const [name, a] of dirs) if (!this.dirs.get(dir)?.has(name)) this.noteDir(dir === '' ? name : `${dir}/${name}`, a);
+      throw err;
+    }
+  }
+
+  private async merge(dir: string, files: Map<string, DirIndexFile>, dirs: Map<string, Record<string, string>>): Promise<void> {
     const [stored, listing] = await Promise.all([
-      this.engine.readDirObject(dir).catch((): DirObject | null => null),
+      this.engine.readDirObject(dir),
       (async () => {
         const out: { files: { path: string; etag: string; size: number; lastModified: Date }[]; dirs: string[] } = { files: [], dirs: [] };
         for await (const page of this.engine.listAll(dir)) {
