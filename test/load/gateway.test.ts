@@ -1,7 +1,8 @@
 // Bounded load on `serve-s3` (a child process on loopback, over a local s3rver): many concurrent
-// clients mix PUT (0 B–3 MiB), GET, ranged GET, ListObjectsV2 and DELETE. Each client owns its own
-// keys, so the expected final state is exact; everybody also reads a few shared objects. Afterwards
-// every key is checked byte-for-byte through the gateway and through an engine of its own.
+// clients mix PUT (0 B–3 MiB, now and then a two-part multipart upload of 5–6 MiB), GET, ranged GET,
+// ListObjectsV2 and DELETE. Each client owns its own keys, so the expected final state is exact;
+// everybody also reads a few shared objects. Afterwards every key is checked byte-for-byte through
+// the gateway and through an engine of its own.
 // Bounds: S3CRYPTFS_LOAD_SECONDS, S3CRYPTFS_LOAD_CLIENTS, S3CRYPTFS_LOAD_REQUESTS (npm run load).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -58,7 +59,7 @@ async function startGateway(): Promise<{ child: ChildProcess; url: string; exite
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const keysOf = (xml: string) => [...xml.matchAll(/<Key>([^<]*)<\/Key>/g)].map((m) => m[1]);
 
-t.test(`${CLIENTS} clients mixing PUT/GET/ranged GET/LIST/DELETE for ${SECONDS} s`, async (t) => {
+t.test(`${CLIENTS} clients mixing PUT/multipart/GET/ranged GET/LIST/DELETE for ${SECONDS} s`, async (t) => {
   const gw = await startGateway();
   const lat = new Latencies();
   const unexpected: string[] = [];
@@ -112,7 +113,29 @@ t.test(`${CLIENTS} clients mixing PUT/GET/ranged GET/LIST/DELETE for ${SECONDS} 
       const key = pick(mine);
       const enc = key.split('/').map(encodeURIComponent).join('/');
       const known = model.get(key);
-      if (r < 0.3) {
+      if (r < 0.01) {
+        // Multipart: a 5 MiB part (the S3 minimum for all but the last) and a 0–1 MiB tail.
+        const parts = [randomBytes(5 * MiB), randomBytes(Math.floor(rnd() * MiB))];
+        const created = await req('MPU-create', { method: 'POST', key: enc, query: { uploads: '' } });
+        const uploadId = created && /<UploadId>([^<]+)<\/UploadId>/.exec(created.text)?.[1];
+        if (!created) continue;
+        expect(created.status === 200 && !!uploadId, `CreateMultipartUpload ${key}: ${created.status} ${created.text.slice(0, 200)}`);
+        if (!uploadId) continue;
+        const etags: string[] = [];
+        for (const [i, body] of parts.entries()) {
+          const res = await req('MPU-part', { method: 'PUT', key: enc, query: { partNumber: String(i + 1), uploadId }, body });
+          if (res) expect(res.status === 200 && !!res.headers.etag, `UploadPart ${i + 1} ${key}: ${res.status} ${res.text.slice(0, 200)}`);
+          etags.push(String(res?.headers.etag));
+        }
+        const xml = `<CompleteMultipartUpload>${etags.map((e, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${e}</ETag></Part>`).join('')}</CompleteMultipartUpload>`;
+        const done = await req('MPU-complete', { method: 'POST', key: enc, query: { uploadId }, body: Buffer.from(xml) });
+        if (done) {
+          // S3 may answer 200 with an <Error> body; only a CompleteMultipartUploadResult counts.
+          const ok = done.status === 200 && /<CompleteMultipartUploadResult/.test(done.text);
+          expect(ok, `CompleteMultipartUpload ${key}: ${done.status} ${done.text.slice(0, 200)}`);
+          if (ok) model.set(key, { sha: sha(Buffer.concat(parts)), size: parts[0].length + parts[1].length });
+        }
+      } else if (r < 0.3) {
         const body = randomBytes(size());
         const res = await req('PUT', { method: 'PUT', key: enc, body });
         if (res) {
