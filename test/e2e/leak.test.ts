@@ -84,16 +84,26 @@ import os, sys
 fd = os.open(${q(file)}, os.O_RDWR)
 for off in (5, 4096 * 3 + 1, 700000):
     os.pwrite(fd, b'${CONTENT}' * 50, off)
+os.pread(fd, 1, 0)  # a read of the file waits for its queued writes (fuse3 write-behind)
 print('ready', flush=True)
 sys.stdin.read()
 os.close(fd)
 `], { stdio: ['pipe', 'pipe', 'inherit'] });
   await new Promise<void>((resolve) => writer.stdout.once('data', () => resolve()));
   const fdDir = `/proc/${m.child.pid}/fd`;
+  // Belt and braces: poll briefly for the spool file.
+  let spoolFds: string[] = [];
+  for (let i = 0; i < 100 && spoolFds.length === 0; i++) {
+    if (i > 0) await new Promise((r) => setTimeout(r, 100));
+    spoolFds = [];
+    for (const fd of await readdir(fdDir)) {
+      const target = await readlink(path.join(fdDir, fd)).catch(() => '');
+      if (target.startsWith(spoolDir)) spoolFds.push(fd);
+    }
+  }
   let spools = 0;
-  for (const fd of await readdir(fdDir)) {
+  for (const fd of spoolFds) {
     const target = await readlink(path.join(fdDir, fd)).catch(() => '');
-    if (!target.startsWith(spoolDir)) continue;
     spools++;
     const body = await readFile(path.join(fdDir, fd));
     t.equal(body.indexOf(Buffer.from(CONTENT)), -1, `no plaintext in ${target}`);
