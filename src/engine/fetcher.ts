@@ -121,16 +121,22 @@ export class ChunkFetcher {
     return d.promise;
   }
 
+  /** Promises for chunks a..b, registered in the cache so concurrent readers wait on them. */
+  private trackChunks(a: number, b: number): Deferred<Buffer>[] {
+    const waiting: Deferred<Buffer>[] = [];
+    for (let i = a; i <= b; i++) {
+      const d = deferred<Buffer>();
+      this.ctx.cache.track(this.version, i, d.promise);
+      waiting.push(d);
+    }
+    return waiting;
+  }
+
   /** Starts one GET for chunks a..b; includes the header when it is not known yet and a == 0. */
   private fetchRun(a: number, b: number): Promise<Buffer>[] {
     const { cache } = this.ctx;
     const chunkSize = this.ctx.config.chunkSize;
-    const waiting: Deferred<Buffer>[] = [];
-    for (let i = a; i <= b; i++) {
-      const d = deferred<Buffer>();
-      cache.track(this.version, i, d.promise);
-      waiting.push(d);
-    }
+    const waiting = this.trackChunks(a, b);
     let header: Deferred<ObjectCipher> | null = null;
     if (a === 0 && !cache.header(this.version)) {
       header = deferred<ObjectCipher>();
@@ -172,12 +178,7 @@ export class ChunkFetcher {
   private streamRun(a: number, b: number): Promise<Buffer>[] {
     const { cache, stats } = this.ctx;
     const chunkSize = this.ctx.config.chunkSize;
-    const waiting: Deferred<Buffer>[] = [];
-    for (let i = a; i <= b; i++) {
-      const d = deferred<Buffer>();
-      cache.track(this.version, i, d.promise);
-      waiting.push(d);
-    }
+    const waiting = this.trackChunks(a, b);
     let next = a;
     const deliver = (i: number, plain: Buffer) => {
       stats.bytesDecrypted += plain.length;
