@@ -8,7 +8,7 @@ import { openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { loadBinding, BINDING_NAMES, DEFAULT_BINDING, MountError, type MountHandle } from '../../native-bindings/index.js';
-import { Engine, EngineError, type EngineWarning } from '../engine/index.js';
+import { DEFAULT_PART_SIZE, Engine, EngineError, type EngineWarning } from '../engine/index.js';
 import { EncryptedFileSystem } from '../fs/filesystem.js';
 import { DEFAULT_ATTR_TTL_MS, DEFAULT_DIR_TTL_MS, DEFAULT_NEGATIVE_TTL_MS, type FsOptions } from '../fs/types.js';
 import { loadKeys } from '../keys/index.js';
@@ -24,6 +24,18 @@ import type { Runtime } from './runtime.js';
 import { formatS3Url, parseS3Url } from './s3url.js';
 
 const DEFAULT_UNMOUNT_TIMEOUT_S = 60;
+/** Default --upload-memory: 3 parts of 8 MiB (2 in flight), docs/semantics.md "Reads, readahead and memory". */
+export const DEFAULT_UPLOAD_MEMORY = 24 * 1024 * 1024;
+
+/**
+ * The mount's upload memory budget: a file being written holds the part it fills plus the parts in
+ * flight, and the pool of finished part buffers (kept for the next big file) holds at most as much.
+ * At least 2 parts, so one part can upload while the next fills.
+ */
+export function uploadBudget(bytes: number, partSize: number): { uploadConcurrency: number; partPoolBytes: number } {
+  const parts = Math.max(2, Math.floor(bytes / partSize));
+  return { uploadConcurrency: parts - 1, partPoolBytes: parts * partSize };
+}
 const MOUNT_GROUP = 'Mount options:';
 
 export const mountCommand: CliCommand = {
@@ -44,6 +56,7 @@ export const mountCommand: CliCommand = {
         'attr-ttl': { type: 'number', group: MOUNT_GROUP, requiresArg: true, describe: `Seconds file attributes are cached [default: ${DEFAULT_ATTR_TTL_MS / 1000}]` },
         'dir-ttl': { type: 'number', group: MOUNT_GROUP, requiresArg: true, describe: `Seconds directory listings are cached [default: ${DEFAULT_DIR_TTL_MS / 1000}]` },
         'negative-ttl': { type: 'number', group: MOUNT_GROUP, requiresArg: true, describe: `Seconds "no such file" answers are cached [default: ${DEFAULT_NEGATIVE_TTL_MS / 1000}]` },
+        'upload-memory': { type: 'string', group: MOUNT_GROUP, requiresArg: true, describe: `Ciphertext buffered per file being uploaded (the part being filled and those in flight, 8 MiB each, at least 2); also the most kept for reuse [default: ${DEFAULT_UPLOAD_MEMORY / 2 ** 20}M]` },
         'cache-size': { type: 'string', group: MOUNT_GROUP, requiresArg: true, describe: 'Decrypted chunk cache shared by all readers, e.g. 256M [default: 32M]' },
         'spool-dir': { type: 'string', group: MOUNT_GROUP, requiresArg: true, describe: 'Directory for the (encrypted) spool files of files being modified [default: $TMPDIR]' },
         'unmount-timeout': { type: 'number', group: MOUNT_GROUP, requiresArg: true, describe: `Seconds to wait at unmount for files still open for writing [default: ${DEFAULT_UNMOUNT_TIMEOUT_S}]` },
@@ -111,7 +124,7 @@ function fsOptions(args: Args): FsOptions {
 }
 
 /** Config lookup and key check as the other commands do it, with the mount's engine options. */
-async function openEngine(rt: Runtime, bucket: string, key: string, cacheBytes: number | undefined): Promise<{ engine: Engine; prefix: string; path: string }> {
+async function openEngine(rt: Runtime, bucket: string, key: string, cacheBytes: number | undefined, uploadMemory: number): Promise<{ engine: Engine; prefix: string; path: string }> {
   const store = rt.store();
   const candidates = candidatePrefixes(key.endsWith('/') || key === '' ? key : key + '/', 'dir');
   const configs = await Promise.all(candidates.map((p) => readBucketConfig(store, bucket, p)));
@@ -129,7 +142,7 @@ async function openEngine(rt: Runtime, bucket: string, key: string, cacheBytes: 
   }
   const readKeys = await openReadKeys(rt, config, formatS3Url(bucket, prefix));
   const engine = await Engine.open({
-    store, bucket, prefix, keys, readKeys, config, cacheBytes, awsCse: await awsCseOptions(rt),
+    store, bucket, prefix, keys, readKeys, config, cacheBytes, ...uploadBudget(uploadMemory, DEFAULT_PART_SIZE), awsCse: await awsCseOptions(rt),
     onWarning: (w: EngineWarning) => rt.log.debug({ warning: w.code, key: w.key }, w.message),
   });
   const rest = (key.endsWith('/') || key === '' ? key : key + '/').slice(prefix.length).replace(/\/+$/, '');
@@ -149,6 +162,11 @@ async function mountForeground(args: Args, rt: Runtime, child: boolean): Promise
     cacheBytes = parseSize(String(args['cache-size']));
     if (!Number.isSafeInteger(cacheBytes) || cacheBytes < 0) throw new CliError(ExitCode.USAGE, `--cache-size: expected a size (e.g. 256M), got "${String(args['cache-size'])}"`);
   }
+  let uploadMemory = DEFAULT_UPLOAD_MEMORY;
+  if (args['upload-memory'] !== undefined) {
+    uploadMemory = parseSize(String(args['upload-memory']));
+    if (!Number.isSafeInteger(uploadMemory) || uploadMemory < 0) throw new CliError(ExitCode.USAGE, `--upload-memory: expected a size (e.g. 32M), got "${String(args['upload-memory'])}"`);
+  }
   const unmountTimeoutMs = secondsOption(args, 'unmount-timeout') ?? DEFAULT_UNMOUNT_TIMEOUT_S * 1000;
 
   // Fail fast, before any network traffic, when this machine cannot mount at all.
@@ -159,7 +177,7 @@ async function mountForeground(args: Args, rt: Runtime, child: boolean): Promise
   const { checkMountpoint } = await import('../../native-bindings/fuse-native/index.js');
   await checkMountpoint(mnt).catch(mountErrorToCli);
 
-  const { engine, prefix, path: subdir } = await openEngine(rt, url.bucket, url.key, cacheBytes);
+  const { engine, prefix, path: subdir } = await openEngine(rt, url.bucket, url.key, cacheBytes, uploadMemory);
   if (subdir !== '') {
     throw new CliError(ExitCode.USAGE, `${formatS3Url(url.bucket, url.key)} is a directory inside the store ${formatS3Url(url.bucket, prefix)}: mount the store itself (mounting a subdirectory is not supported yet)`);
   }

@@ -5,6 +5,7 @@ import type { ChunkCache } from './chunk-cache.js';
 import type { PathCodec } from './paths.js';
 import type { EngineStats } from './stats.js';
 import type { EngineStore } from './store-port.js';
+import type { PartPool } from './writer.js';
 
 export interface EngineWarning {
   code: 'INVALID_SIZE' | 'BAD_NAME' | 'BAD_ATTRIBUTES' | 'BAD_DIR_INDEX';
@@ -29,6 +30,8 @@ export interface EngineContext {
   readonly stats: EngineStats;
   readonly partSize: number;
   readonly uploadConcurrency: number;
+  /** This engine's own pool of finished part buffers (else the process-wide one). */
+  readonly partPool?: PartPool;
   readonly readaheadMaxBytes: number;
   readonly warn: (w: EngineWarning) => void;
   /** AWS S3 Encryption Client objects (set when S3EC keys are configured; plain-name stores only). */

@@ -21,7 +21,7 @@ import { EngineReader } from './reader.js';
 import { newStats, type EngineStats } from './stats.js';
 import type { EngineStore, StoreObjectInfo } from './store-port.js';
 import type { ListPage, ObjectReader, ObjectStat, ObjectWriter, WriteOptions } from './types.js';
-import { EngineWriter } from './writer.js';
+import { EngineWriter, PartPool } from './writer.js';
 
 const MiB = 1024 * 1024;
 export const DEFAULT_CACHE_BYTES = 32 * MiB;
@@ -47,6 +47,11 @@ export interface EngineOptions {
   partSize?: number;
   /** Parts uploaded in parallel per writer (default 4). */
   uploadConcurrency?: number;
+  /**
+   * Finished uploads' part buffers kept for reuse by later ones, in a pool of this engine's own
+   * (whatever it holds stays resident). Default: the process-wide pool of 64 MiB.
+   */
+  partPoolBytes?: number;
   /** Largest readahead window (default 8 MiB; 0 disables readahead). */
   readaheadMaxBytes?: number;
   /** Skips loading the config object when the caller already has it. */
@@ -108,6 +113,7 @@ export class Engine {
       stats,
       partSize,
       uploadConcurrency,
+      partPool: opts.partPoolBytes === undefined ? undefined : new PartPool(Math.max(0, opts.partPoolBytes)),
       readaheadMaxBytes: Math.max(0, opts.readaheadMaxBytes ?? DEFAULT_READAHEAD_MAX_BYTES),
       warn: opts.onWarning ?? (() => {}),
     };

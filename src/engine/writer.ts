@@ -20,29 +20,40 @@ const MAX_PARTS = 10_000;
 type State = 'open' | 'closing' | 'closed' | 'failed';
 
 /**
- * Part buffers of finished writers, shared by all writers of the process: a fresh multi-MiB
- * buffer per object was the main source of GC work (external memory pressure) for a stream of
- * small PUTs. They only ever hold ciphertext. Capped, so an idle process keeps little.
+ * Part buffers of finished writers, for reuse by later ones: a fresh multi-MiB buffer per object was
+ * the main source of GC work (external memory pressure) for a stream of small PUTs. They only ever
+ * hold ciphertext. Capped, because whatever a pool holds stays resident while the process is idle.
  */
-const POOL_MAX_BYTES = 64 * 1024 * 1024;
-const partPool: Buffer[] = [];
-let pooledBytes = 0;
+export class PartPool {
+  private readonly buffers: Buffer[] = [];
+  private bytes = 0;
 
-function takePooled(size: number): Buffer | undefined {
-  const i = partPool.findIndex((b) => b.length === size);
-  if (i < 0) return undefined;
-  const [buf] = partPool.splice(i, 1);
-  pooledBytes -= buf!.length;
-  return buf;
+  constructor(readonly maxBytes: number) {}
+
+  get pooledBytes(): number {
+    return this.bytes;
+  }
+
+  take(size: number): Buffer | undefined {
+    const i = this.buffers.findIndex((b) => b.length === size);
+    if (i < 0) return undefined;
+    const [buf] = this.buffers.splice(i, 1);
+    this.bytes -= buf!.length;
+    return buf;
+  }
+
+  give(buf: Buffer): void {
+    if (buf.length > this.maxBytes) return;
+    // Oldest out first, so buffers of an unusual size (a conditional PUT's) do not crowd out the rest.
+    while (this.bytes + buf.length > this.maxBytes) this.bytes -= this.buffers.shift()!.length;
+    this.buffers.push(buf);
+    this.bytes += buf.length;
+  }
 }
 
-function returnPooled(buf: Buffer): void {
-  if (buf.length > POOL_MAX_BYTES) return;
-  // Oldest out first, so buffers of an unusual size (a conditional PUT's) do not crowd out the rest.
-  while (pooledBytes + buf.length > POOL_MAX_BYTES) pooledBytes -= partPool.shift()!.length;
-  partPool.push(buf);
-  pooledBytes += buf.length;
-}
+export const DEFAULT_PART_POOL_BYTES = 64 * 1024 * 1024;
+/** Used by every engine that has no pool of its own (EngineOptions.partPoolBytes), e.g. the gateway's. */
+export const sharedPartPool = new PartPool(DEFAULT_PART_POOL_BYTES);
 
 /**
  * Another object encoding (the AWS S3 Encryption Client format, src/engine/aws-cse/): the writer then
@@ -75,6 +86,10 @@ export class EngineWriter implements ObjectWriter {
   private cleanup: Promise<void> | null = null;
   private readonly onAbortSignal: (() => void) | null = null;
   bytesWritten = 0;
+
+  private get pool(): PartPool {
+    return this.ctx.partPool ?? sharedPartPool;
+  }
 
   constructor(
     private readonly ctx: EngineContext, readonly path: string, readonly key: string, private readonly opts: WriteOptions = {},
@@ -121,7 +136,7 @@ export class EngineWriter implements ObjectWriter {
         const parts = [...this.parts].sort((x, y) => x.partNumber - y.partNumber);
         etag = (await this.ctx.store.completeMultipart(this.ctx.bucket, this.key, this.uploadId!, parts)).etag;
       }
-      for (const buf of this.spare.splice(0)) returnPooled(buf);
+      for (const buf of this.spare.splice(0)) this.pool.give(buf);
       this.state = 'closed';
       this.detachSignal();
       return { etag, size: this.bytesWritten };
@@ -173,7 +188,7 @@ export class EngineWriter implements ObjectWriter {
           this.filled = 0;
           await this.uploadPart(full, full);
         }
-        this.part ??= this.spare.pop() ?? takePooled(partSize) ?? Buffer.allocUnsafe(partSize);
+        this.part ??= this.spare.pop() ?? this.pool.take(partSize) ?? Buffer.allocUnsafe(partSize);
         const n = piece.copy(this.part, this.filled, pos);
         this.filled += n;
         pos += n;
