@@ -9,28 +9,17 @@
 import t from 'tap';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFile, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 
-import { Engine } from '../../src/engine/index.js';
-import { deriveKeys } from '../../src/format/index.js';
-import { storeFor } from '../helpers/s3server.js';
-import { CLI, isMounted, mount, run, sh, setupStore, type Mounted } from '../e2e/fixtures/mount.js';
-import { startUploadsProxy } from '../ops/fixtures/uploads-proxy.js';
+import { CLI, isMounted, mount, run, sh, type Mounted } from '../e2e/fixtures/mount.js';
+import { setupMountStore } from './fixtures/mount-store.js';
 
 const MiB = 1024 * 1024;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const s = await setupStore(t);
-const store = storeFor(s.server);
-t.teardown(() => store.destroy());
-// s3rver lacks ListMultipartUploads: this proxy answers it from s3rver's data directory.
-const uploads = await startUploadsProxy(s.server.endpoint, s.server.dir);
-t.teardown(() => uploads.stop());
-const uploadsStore = storeFor(uploads);
-t.teardown(() => uploadsStore.destroy());
-const direct = await Engine.open({ store, bucket: s.bucket, prefix: '', keys: deriveKeys(Buffer.from((await readFile(s.keyFile, 'utf8')).trim(), 'hex')) });
+const { s, store, uploads, uploadsStore, direct } = await setupMountStore(t);
 const cli = (args: string, env: NodeJS.ProcessEnv = {}) => sh(`node ${JSON.stringify(CLI)} ${args}`, { env: { ...s.env, ...env } });
 
 /** Pids of the daemon's children (fusermount3 with auto_unmount). */

@@ -5,15 +5,12 @@
 // intact and nothing partial visible; retries are counted on the daemon's /metrics.
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 
-import { Engine } from '../../src/engine/index.js';
-import { deriveKeys } from '../../src/format/index.js';
-import { storeFor } from '../helpers/s3server.js';
-import { mount, sh, setupStore, TEST_FUSE } from '../e2e/fixtures/mount.js';
-import { startUploadsProxy } from '../ops/fixtures/uploads-proxy.js';
+import { mount, sh, TEST_FUSE } from '../e2e/fixtures/mount.js';
+import { setupMountStore } from './fixtures/mount-store.js';
 import { prng, randomFault, startFaultProxy, type Fault } from './fixtures/fault-proxy.js';
 
 const SEED = Number(process.env.FAULT_SEED ?? 90909);
@@ -38,17 +35,9 @@ async function metric(admin: string, name: string): Promise<number | undefined> 
   return values.length ? values.reduce((a, b) => a + b, 0) : undefined;
 }
 
-const s = await setupStore(t);
+const { s, uploadsStore, direct } = await setupMountStore(t);
 const proxy = await startFaultProxy(s.server.endpoint);
 t.teardown(() => proxy.stop());
-const store = storeFor(s.server);
-t.teardown(() => store.destroy());
-// s3rver lacks ListMultipartUploads: this proxy answers it from s3rver's data directory.
-const uploads = await startUploadsProxy(s.server.endpoint, s.server.dir);
-t.teardown(() => uploads.stop());
-const uploadsStore = storeFor(uploads);
-t.teardown(() => uploadsStore.destroy());
-const direct = await Engine.open({ store, bucket: s.bucket, prefix: '', keys: deriveKeys(Buffer.from((await readFile(s.keyFile, 'utf8')).trim(), 'hex')) });
 const port = await freePort();
 const admin = `http://127.0.0.1:${port}`;
 // Attribute and listing caches off: every check asks the (faulty) backend again.
