@@ -25,6 +25,7 @@ import { checkMountpoint } from '../fuse-native/index.js';
 import { MountError, type FsOperations, type FuseBinding, type MountHandle, type MountOptions } from '../types.js';
 import { InodeTable, joinPath, parentPath, ROOT_INO, S_IFMT, type Inode } from './inodes.js';
 import { A, F, loadAddon, OpenReplyFlags, type NativeAddon, type NativeSession, type NativeStats, type OpName } from './native.js';
+import { WriteBuffers } from './write-buffers.js';
 
 const execFileP = promisify(execFile);
 
@@ -259,6 +260,7 @@ class Fuse3Mount {
   private readonly attrTimeout: number;
   private readonly entryTimeout: number;
   private readonly maxWrite: number;
+  private readonly writeBuffers: WriteBuffers;
   private readonly OP: Record<OpName, number>;
   private readonly opNames: OpName[];
   private readonly setattrBits: Record<string, number>;
@@ -279,6 +281,8 @@ class Fuse3Mount {
     this.entryTimeout = options.kernelEntryTimeoutSec ?? 1;
     this.maxWrite = Math.min(Math.max(options.maxWrite ?? DEFAULT_MAX_WRITE, 4096), MiB);
     this.writeBehind = Math.max(0, options.writeBehindBytes ?? DEFAULT_WRITE_BEHIND);
+    // Enough blocks for a full write-behind queue plus the requests being applied.
+    this.writeBuffers = new WriteBuffers(this.maxWrite, Math.ceil(this.writeBehind / this.maxWrite) + 4);
     this.OP = addon.ops;
     this.opNames = [];
     for (const [name, n] of Object.entries(addon.ops)) this.opNames[n] = name as OpName;
@@ -306,7 +310,7 @@ class Fuse3Mount {
         writeback: !!o.writeback,
         readdirplus: true,
         debug: !!o.debug,
-      }, (op, id, ...args) => this.dispatch(op, id, args), this.scratch);
+      }, (op, id, ...args) => this.dispatch(op, id, args), this.scratch, (size) => this.writeBuffers.take(size));
     } catch (err) {
       const msg = (err as Error).message;
       throw new MountError(/busy|already mounted/i.test(msg) ? 'MOUNTPOINT_BUSY' : 'MOUNT_FAILED', `mounting ${this.mnt} failed: ${msg.trim()}`, { cause: err });
@@ -651,13 +655,27 @@ class Fuse3Mount {
     const h: FileHandle = { kind: 'file', inode: node, fsFh, path: p };
     const fh = this.allocHandle(h);
     this.inodes.opened(node);
-    // O_DIRECT: no page cache for this descriptor; its reads are synchronous requests (interruptible).
-    if (!this.session.replyOpen(id, fh, flags & fsc.O_DIRECT ? OpenReplyFlags.DIRECT_IO : 0)) {
+    if (!this.session.replyOpen(id, fh, this.openReplyFlags(flags, false))) {
       // Interrupted while opening: nobody will release this handle but us.
       this.handles.delete(fh);
       this.inodes.closed(node);
       await this.fs.release(p, fsFh);
     }
+  }
+
+  /**
+   * O_DIRECT: no page cache for this descriptor; its reads are synchronous requests (interruptible).
+   * A write-only descriptor that starts the content afresh (O_TRUNC, or a new file: cp, dd, tar,
+   * rsync, `>`) skips the page cache too, unless the writeback cache is on: a buffered FUSE write
+   * copies every page into the cache before the request goes out, measured 3-4x slower per MiB here
+   * (bench:native). Nothing reads or maps through a write-only descriptor, and truncation dropped the
+   * file's cached pages; docs/semantics.md has the one window this leaves (other readers).
+   */
+  private openReplyFlags(flags: number, created: boolean): number {
+    if (flags & fsc.O_DIRECT) return OpenReplyFlags.DIRECT_IO;
+    const fresh = created || (flags & fsc.O_TRUNC) !== 0;
+    if ((flags & O_ACCMODE) === fsc.O_WRONLY && fresh && !this.options.writeback) return OpenReplyFlags.DIRECT_IO;
+    return 0;
   }
 
   private async create(id: number, parent: number, name: string, mode: number, flags: number): Promise<void> {
@@ -673,7 +691,7 @@ class Fuse3Mount {
     const fh = this.allocHandle({ kind: 'file', inode: node, fsFh, path: p });
     this.inodes.opened(node);
     putAttr(this.scratch, 0, node.ino, st, this.maxWrite);
-    if (this.session.replyCreate(id, fh, 0, this.entryTimeout, this.attrTimeout)) {
+    if (this.session.replyCreate(id, fh, this.openReplyFlags(flags, true), this.entryTimeout, this.attrTimeout)) {
       this.inodes.ref(node);
     } else {
       this.handles.delete(fh);
@@ -713,16 +731,31 @@ class Fuse3Mount {
 
   /**
    * Applies a write; answers it at once (write-behind) while fewer than writeBehindBytes are queued,
-   * else once applied. Writes of one inode are applied in order.
+   * else once applied. Writes of one inode are applied in order. `data` may be a pooled block: it is
+   * given back once the filesystem is done with it (applied, failed or skipped), never before.
    */
   private async write(id: number, fh: number, data: Buffer, offset: number): Promise<void> {
-    const h = this.fileHandle(fh);
+    let h: FileHandle;
+    try {
+      h = this.fileHandle(fh);
+    } catch (err) {
+      this.writeBuffers.give(data);
+      throw err;
+    }
     const node = h.inode;
     let q = this.queues.get(node);
-    if (q && q.error !== null) return this.applied(node, true);
+    if (q && q.error !== null) {
+      this.writeBuffers.give(data);
+      return this.applied(node, true);
+    }
     const early = this.queuedBytes + data.length <= this.writeBehind;
     if (!q && !early) {
-      const n = await this.fs.write(h.path, h.fsFh, data, offset);
+      let n: number;
+      try {
+        n = await this.fs.write(h.path, h.fsFh, data, offset);
+      } finally {
+        this.writeBuffers.give(data);
+      }
       this.session.replyWrite(id, n);
       return;
     }
@@ -754,6 +787,7 @@ class Fuse3Mount {
         }
       },
     ).finally(() => {
+      this.writeBuffers.give(data);
       if (early) this.queuedBytes -= data.length;
       if (--queue.count === 0 && queue.error === null && this.queues.get(node) === queue) this.queues.delete(node);
     });

@@ -83,8 +83,9 @@ export interface NativeMountOptions {
 export type Dispatch = (op: number, id: number, ...args: any[]) => void;
 
 export interface NativeAddon {
-  mount(mountpoint: string, args: string[], options: NativeMountOptions, dispatch: Dispatch, scratch: Float64Array): NativeSession;
-  testSession(dispatch: Dispatch, scratch: Float64Array): NativeSession;
+  /** writeBuffer(size): a Buffer of exactly size bytes that large write data is copied into (a pooled block). */
+  mount(mountpoint: string, args: string[], options: NativeMountOptions, dispatch: Dispatch, scratch: Float64Array, writeBuffer?: (size: number) => Buffer): NativeSession;
+  testSession(dispatch: Dispatch, scratch: Float64Array, writeBuffer?: (size: number) => Buffer): NativeSession;
   /** The kernel-name decoding (strict UTF-8, no '/', 1..1024 bytes); null when rejected. */
   decodeName(bytes: Buffer, isName?: boolean): string | null;
   ops: Record<OpName, number>;

@@ -119,6 +119,7 @@ typedef struct session {
   int cleanup_hook;
   napi_ref dispatch_ref;
   napi_ref scratch_ref;
+  napi_ref write_buffer_ref; /* optional (size) => Buffer for large write data, or NULL */
   napi_ref resource_ref;
   napi_async_context actx;
   double *scratch;
@@ -688,6 +689,34 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
   SCOPE_CLOSE(s);
 }
 
+/*
+ * Large write data goes into a buffer JavaScript hands out from a pool of resident blocks: a fresh
+ * 1 MiB allocation per request costs page faults and garbage collection. Returns 0 (and leaves no
+ * pending exception) when there is no provider or it did not give a usable buffer.
+ */
+#define WRITE_BUFFER_MIN (64 * 1024)
+static int copy_to_write_buffer(session_t *s, const char *buf, size_t size, napi_value *out) {
+  if (!s->write_buffer_ref || size < WRITE_BUFFER_MIN) return 0;
+  napi_env env = s->env;
+  napi_value fn, recv, arg, result;
+  bool is_buffer = false;
+  void *p = NULL;
+  size_t len = 0;
+  if (napi_get_reference_value(env, s->write_buffer_ref, &fn) != napi_ok || !fn) return 0;
+  napi_get_undefined(env, &recv);
+  napi_create_double(env, (double)size, &arg);
+  if (napi_call_function(env, recv, fn, 1, &arg, &result) != napi_ok) {
+    napi_value ignored;
+    napi_get_and_clear_last_exception(env, &ignored);
+    return 0;
+  }
+  if (napi_is_buffer(env, result, &is_buffer) != napi_ok || !is_buffer) return 0;
+  if (napi_get_buffer_info(env, result, &p, &len) != napi_ok || len != size || !p) return 0;
+  memcpy(p, buf, size);
+  *out = result;
+  return 1;
+}
+
 static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
   session_t *s = SESSION(req);
   if (off < 0 || (double)off + (double)size > MAX_SAFE) {
@@ -700,7 +729,7 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
   /* The receive buffer is reused for the next request: JavaScript gets its own copy. */
   void *copy = NULL;
   napi_value data;
-  if (napi_create_buffer_copy(s->env, size, buf, &copy, &data) != napi_ok) {
+  if (!copy_to_write_buffer(s, buf, size, &data) && napi_create_buffer_copy(s->env, size, buf, &copy, &data) != napi_ok) {
     s->requests[OP_WRITE]++;
     send_err(s, req, ENOMEM);
   } else if (begin(s, req, OP_WRITE, argv) != UINT32_MAX) {
@@ -868,9 +897,10 @@ static void release_resources(session_t *s) {
   napi_env env = s->env;
   if (s->dispatch_ref) napi_delete_reference(env, s->dispatch_ref);
   if (s->scratch_ref) napi_delete_reference(env, s->scratch_ref);
+  if (s->write_buffer_ref) napi_delete_reference(env, s->write_buffer_ref);
   if (s->resource_ref) napi_delete_reference(env, s->resource_ref);
   if (s->actx) napi_async_destroy(env, s->actx);
-  s->dispatch_ref = s->scratch_ref = s->resource_ref = NULL;
+  s->dispatch_ref = s->scratch_ref = s->resource_ref = s->write_buffer_ref = NULL;
   s->actx = NULL;
 }
 
@@ -1551,13 +1581,14 @@ static session_t *new_session(napi_env env, napi_value dispatch, napi_value scra
 }
 
 /*
- * mount(mountpoint, args: string[], options, dispatch, scratch) -> session
+ * mount(mountpoint, args: string[], options, dispatch, scratch, writeBuffer?) -> session
  * args are libfuse's (e.g. ["-o", "fsname=x,allow_other,auto_unmount"]); options:
- * { maxWrite, maxReadahead, maxBackground, congestionThreshold, writeback, readdirplus, debug }.
+ * { maxWrite, maxReadahead, maxBackground, congestionThreshold, writeback, readdirplus, debug };
+ * writeBuffer(size) returns a Buffer of exactly `size` bytes for large write data (see copy_to_write_buffer).
  */
 static napi_value m_mount(napi_env env, napi_callback_info info) {
-  napi_value argv[5];
-  size_t argc = 5;
+  napi_value argv[6];
+  size_t argc = 6;
   NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 5) return throw_type(env, "mount(mountpoint, args, options, dispatch, scratch)");
   char mnt[4096];
@@ -1594,11 +1625,18 @@ static napi_value m_mount(napi_env env, napi_callback_info info) {
     }
   }
 
+  napi_valuetype wt = napi_undefined;
+  if (argc >= 6) napi_typeof(env, argv[5], &wt);
+  if (wt != napi_undefined && wt != napi_function) {
+    fuse_opt_free_args(&fargs);
+    return throw_type(env, "writeBuffer must be a function");
+  }
   session_t *s = new_session(env, argv[3], argv[4]);
   if (!s) {
     fuse_opt_free_args(&fargs);
     return NULL;
   }
+  if (wt == napi_function) napi_create_reference(env, argv[5], 1, &s->write_buffer_ref);
   s->max_write = max_write;
   s->max_readahead = max_readahead;
   s->max_background = max_background;
@@ -1653,12 +1691,16 @@ static napi_value m_mount(napi_env env, napi_callback_info info) {
 
 /* testSession(dispatch, scratch) -> a session without a kernel (inject() feeds it requests). */
 static napi_value m_test_session(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  size_t argc = 2;
+  napi_value argv[3];
+  size_t argc = 3;
   NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 2) return throw_type(env, "testSession(dispatch, scratch)");
+  if (argc < 2) return throw_type(env, "testSession(dispatch, scratch[, writeBuffer])");
+  napi_valuetype wt = napi_undefined;
+  if (argc >= 3) napi_typeof(env, argv[2], &wt);
+  if (wt != napi_undefined && wt != napi_function) return throw_type(env, "writeBuffer must be a function");
   session_t *s = new_session(env, argv[0], argv[1]);
   if (!s) return NULL;
+  if (wt == napi_function) napi_create_reference(env, argv[2], 1, &s->write_buffer_ref);
   s->test_mode = 1;
   s->ended = 1; /* nothing to poll */
   return make_session_object(env, s);
