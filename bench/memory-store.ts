@@ -11,8 +11,70 @@ import type { EngineStore } from '../src/engine/store-port.js';
 import { storeError } from '../src/store/errors.js';
 import type { ListPage, ObjectInfo } from '../src/store/store.js';
 
+/** An object's bytes as the parts it was uploaded in: completing a multipart upload joins no bytes. */
+class Body {
+  readonly length: number;
+  private readonly starts: number[] = [];
+  constructor(private readonly parts: Buffer[]) {
+    let at = 0;
+    for (const p of parts) {
+      this.starts.push(at);
+      at += p.length;
+    }
+    this.length = at;
+  }
+
+  /** Views of the bytes in [start, end), in order (no copy). */
+  *views(start: number, end: number): Generator<Buffer> {
+    for (let i = 0; i < this.parts.length && start < end; i++) {
+      const s = this.starts[i]!;
+      const p = this.parts[i]!;
+      if (s + p.length <= start) continue;
+      const from = start - s;
+      const to = Math.min(p.length, end - s);
+      yield p.subarray(from, to);
+      start = s + to;
+    }
+  }
+
+  /** A copy of [start, end). */
+  slice(start: number, end: number): Buffer {
+    return Buffer.concat([...this.views(start, end)], end - start);
+  }
+}
+
+/**
+ * Pre-allocated, pre-touched memory that stored bytes are copied into (a bump allocator; nothing is
+ * freed). With it a benchmark does not time the instrument's page faults and garbage collection.
+ */
+class Arena {
+  private readonly slabs: Buffer[] = [];
+  private slab = 0;
+  private used = 0;
+  constructor(bytes: number, private readonly slabSize = 256 * 1024 * 1024) {
+    for (let left = bytes; left > 0; left -= slabSize) this.slabs.push(Buffer.allocUnsafeSlow(Math.min(slabSize, left)).fill(0)); // fill: calloc'd pages are not touched yet
+  }
+
+  /** A copy of `data` in the arena, or null when it is full. */
+  copy(data: Uint8Array): Buffer | null {
+    while (this.slab < this.slabs.length) {
+      const slab = this.slabs[this.slab]!;
+      if (this.used + data.length <= slab.length) {
+        const out = slab.subarray(this.used, this.used + data.length);
+        out.set(data);
+        this.used += data.length;
+        return out;
+      }
+      if (data.length > slab.length) return null;
+      this.slab++;
+      this.used = 0;
+    }
+    return null;
+  }
+}
+
 interface Obj {
-  body: Buffer;
+  body: Body;
   etag: string;
   lastModified: Date;
   metadata: Record<string, string>;
@@ -35,8 +97,18 @@ export class MemoryStore implements EngineStore {
   private readonly uploads = new Map<string, Upload>();
   /** Requests by S3 operation name (as ObjectStore.stats counts them). */
   readonly requests: Record<string, number> = {};
-  /** With `hashEtags: false` ETags are random (no MD5 over every byte: cheaper for benchmarks). */
-  constructor(private readonly opts: { hashEtags?: boolean } = {}) {}
+  private readonly arena: Arena | null;
+  /**
+   * With `hashEtags: false` ETags are random (no MD5 over every byte: cheaper for benchmarks);
+   * `arenaBytes` pre-allocates that much memory for stored bytes (see Arena).
+   */
+  constructor(private readonly opts: { hashEtags?: boolean; arenaBytes?: number } = {}) {
+    this.arena = opts.arenaBytes ? new Arena(opts.arenaBytes) : null;
+  }
+
+  private keep(data: Uint8Array): Buffer {
+    return this.arena?.copy(data) ?? Buffer.from(data);
+  }
 
   createBucket(bucket: string): void {
     if (!this.buckets.has(bucket)) this.buckets.set(bucket, new Map());
@@ -77,13 +149,13 @@ export class MemoryStore implements EngineStore {
     this.count('GetObject');
     const o = this.get(bucket, key, 'GetObject', opts.ifMatch);
     if (endExclusive > o.body.length) throw storeError('InvalidRange', 'range past the end', { op: 'GetObject', bucket, key });
-    return Buffer.from(o.body.subarray(start, endExclusive));
+    return o.body.slice(start, endExclusive);
   }
 
   async getObject(bucket: string, key: string): Promise<{ body: Buffer; info: ObjectInfo }> {
     this.count('GetObject');
     const o = this.get(bucket, key, 'GetObject');
-    return { body: Buffer.from(o.body), info: this.info(key, o) };
+    return { body: o.body.slice(0, o.body.length), info: this.info(key, o) };
   }
 
   async getStream(
@@ -99,7 +171,9 @@ export class MemoryStore implements EngineStore {
     const body = o.body;
     const PIECE = 1024 * 1024;
     function* pieces() {
-      for (let p = start; p < end; p += PIECE) yield body.subarray(p, Math.min(end, p + PIECE));
+      for (const view of body.views(start, end)) {
+        for (let p = 0; p < view.length; p += PIECE) yield view.subarray(p, Math.min(view.length, p + PIECE));
+      }
     }
     return { stream: Readable.from(pieces(), { objectMode: false }), info: this.info(key, o) };
   }
@@ -113,9 +187,9 @@ export class MemoryStore implements EngineStore {
     this.count('PutObject');
     const b = this.bucket(bucket, 'PutObject');
     if (opts.ifNoneMatch === '*' && b.has(key)) throw storeError('PreconditionFailed', 'object exists', { op: 'PutObject', bucket, key });
-    const body = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data);
+    const body = this.keep(typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
     const etag = this.etag(body);
-    b.set(key, { body, etag, lastModified: new Date(), metadata: { ...opts.metadata }, contentType: opts.contentType });
+    b.set(key, { body: new Body([body]), etag, lastModified: new Date(), metadata: { ...opts.metadata }, contentType: opts.contentType });
     return { etag };
   }
 
@@ -131,7 +205,7 @@ export class MemoryStore implements EngineStore {
     this.count('UploadPart');
     const u = this.uploads.get(uploadId);
     if (!u || u.key !== key) throw storeError('NoSuchUpload', 'no such upload', { op: 'UploadPart', bucket, key });
-    const copy = Buffer.from(body);
+    const copy = this.keep(body);
     const etag = this.etag(copy);
     u.parts.set(partNumber, { body: copy, etag });
     return etag;
@@ -148,7 +222,7 @@ export class MemoryStore implements EngineStore {
       return part.body;
     });
     this.uploads.delete(uploadId);
-    const body = Buffer.concat(bodies);
+    const body = new Body(bodies);
     const etag = `"${randomUUID().replace(/-/g, '')}-${sorted.length}"`;
     this.bucket(bucket, 'CompleteMultipartUpload').set(key, { body, etag, lastModified: new Date(), metadata: u.metadata, contentType: u.contentType });
     return { etag };
