@@ -1,5 +1,7 @@
 // ObjectStore: the only place that talks to S3. Thin, typed wrappers over
 // @aws-sdk/client-s3 with retries, byte accounting and StoreError mapping.
+// The hot data calls (GetObject, PutObject, UploadPart) go through LeanS3 (lean-http.ts)
+// instead, unless S3CRYPTFS_STORE_SDK=1 or `dataPath: 'sdk'`.
 //
 // ETags are returned exactly as S3 sends them, i.e. including the surrounding
 // double quotes ("\"9b2cf5...\""), so they can be passed back verbatim in
@@ -29,12 +31,12 @@ import {
   UploadPartCommand,
   UploadPartCopyCommand,
   type BucketLocationConstraint,
-  type GetObjectCommandOutput,
 } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 
 import { contentMd5Plugin, unsignedPayloadPlugin } from './content-md5.js';
 import { isStoreError, storeError, toStoreError, type StoreErrorContext } from './errors.js';
+import { LeanS3 } from './lean-http.js';
 import { backoffDelayMs, isBodyInterruption, ShortBodyError, sleep } from './retry.js';
 
 export interface StoreOptions {
@@ -61,6 +63,12 @@ export interface StoreOptions {
    * for plain http to another host.
    */
   unsignedPayload?: boolean;
+  /**
+   * 'lean' (default) sends GetObject, PutObject and UploadPart as plain SigV4-signed node:http
+   * requests; 'sdk' sends them through the AWS SDK like every other call. Default 'sdk' when
+   * $S3CRYPTFS_STORE_SDK=1.
+   */
+  dataPath?: 'lean' | 'sdk';
 }
 
 export interface ObjectInfo {
@@ -139,6 +147,8 @@ export class ObjectStore {
   readonly region: string;
   private readonly client: S3Client;
   private readonly maxAttempts: number;
+  /** Undefined when the data calls go through the SDK. */
+  private readonly lean: LeanS3 | undefined;
 
   constructor(opts: StoreOptions = {}) {
     this.endpoint = opts.endpoint ?? defaultEndpointFromEnv();
@@ -146,17 +156,22 @@ export class ObjectStore {
     this.maxAttempts = opts.maxAttempts ?? 5;
     const endpointUrl = this.endpoint === undefined ? undefined : parseEndpoint(this.endpoint);
     const agentOptions = { keepAlive: true, maxSockets: opts.maxSockets ?? 64 };
+    const httpAgent = new http.Agent(agentOptions);
+    const httpsAgent = new https.Agent(agentOptions);
+    const forcePathStyle = opts.forcePathStyle ?? (endpointUrl ? isLocalOrIpHost(endpointUrl.hostname) : false);
+    const connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
+    const socketTimeoutMs = opts.requestTimeoutMs ?? 120_000;
     this.client = new S3Client({
       endpoint: this.endpoint,
       region: this.region,
-      forcePathStyle: opts.forcePathStyle ?? (endpointUrl ? isLocalOrIpHost(endpointUrl.hostname) : false),
+      forcePathStyle,
       credentials: opts.credentials,
       maxAttempts: this.maxAttempts,
       requestHandler: new NodeHttpHandler({
-        httpAgent: new http.Agent(agentOptions),
-        httpsAgent: new https.Agent(agentOptions),
-        connectionTimeout: opts.connectTimeoutMs ?? 10_000,
-        socketTimeout: opts.requestTimeoutMs ?? 120_000,
+        httpAgent,
+        httpsAgent,
+        connectionTimeout: connectTimeoutMs,
+        socketTimeout: socketTimeoutMs,
       }),
       // Only send/verify the newer flexible checksums where S3 demands them;
       // many S3-compatible servers reject or mangle them otherwise.
@@ -167,7 +182,30 @@ export class ObjectStore {
     });
     const tls = endpointUrl === undefined || endpointUrl.protocol === 'https:';
     const loopback = endpointUrl !== undefined && isLoopbackHost(endpointUrl.hostname);
-    if (opts.unsignedPayload ?? (tls || loopback)) this.client.middlewareStack.use(unsignedPayloadPlugin());
+    const unsignedPayload = opts.unsignedPayload ?? (tls || loopback);
+    if (unsignedPayload) this.client.middlewareStack.use(unsignedPayloadPlugin());
+    const dataPath = opts.dataPath ?? (process.env.S3CRYPTFS_STORE_SDK === '1' ? 'sdk' : 'lean');
+    // Shares the SDK client's agents (one socket pool), credentials, endpoint rules and retry budget.
+    this.lean =
+      dataPath === 'lean'
+        ? new LeanS3({
+            client: this.client,
+            httpAgent,
+            httpsAgent,
+            endpoint: this.endpoint,
+            region: this.region,
+            forcePathStyle,
+            unsignedPayload,
+            maxAttempts: this.maxAttempts,
+            socketTimeoutMs,
+            connectTimeoutMs,
+          })
+        : undefined;
+  }
+
+  /** Which path GetObject/PutObject/UploadPart take (for benchmarks and tests). */
+  get dataPath(): 'lean' | 'sdk' {
+    return this.lean ? 'lean' : 'sdk';
   }
 
   /** Closes pooled sockets. The store must not be used afterwards. */
@@ -268,14 +306,10 @@ export class ObjectStore {
       return { stream: Readable.from([]), info };
     }
     const range = start > 0 || end !== undefined ? `bytes=${start}-${end === undefined ? '' : end - 1}` : undefined;
-    const out = await this.call(
-      ctx,
-      (o) => this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: range, IfMatch: opts.ifMatch }), o),
-      opts.signal,
-    );
-    const body = out.Body as Readable;
+    const out = await this.sendGet(ctx, range, opts.ifMatch, opts.signal);
+    const body = out.body;
     try {
-      assertEtagMatches(opts.ifMatch, out.ETag, this.context(ctx));
+      assertEtagMatches(opts.ifMatch, out.etag, this.context(ctx));
       const served = servedRange(out);
       if (end !== undefined && served.total < end) {
         throw storeError('InvalidRange', `object is ${served.total} bytes, range ends at ${end}`, this.context(ctx));
@@ -305,6 +339,16 @@ export class ObjectStore {
     const ctx: StoreErrorContext = { op: 'PutObject', bucket, key };
     // ContentLength must be the byte count, which for a string is not .length.
     const body = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    if (this.lean) {
+      // The SDK's default for blob bodies; without it servers store binary/octet-stream.
+      const headers: Record<string, string> = { 'content-type': opts.contentType ?? 'application/octet-stream' };
+      if (opts.ifNoneMatch !== undefined) headers['if-none-match'] = opts.ifNoneMatch;
+      for (const [name, value] of Object.entries(opts.metadata ?? {})) headers[`x-amz-meta-${name.toLowerCase()}`] = value;
+      const lean = this.lean;
+      const res = await this.call(ctx, () => lean.send({ method: 'PUT', bucket, key, headers, body }));
+      this.stats.bytesSent += body.length;
+      return { etag: requireEtag(headerValue(res.headers.etag), this.context(ctx)) };
+    }
     const out = await this.call(ctx, (o) =>
       this.client.send(
         new PutObjectCommand({
@@ -445,6 +489,13 @@ export class ObjectStore {
     opts: { signal?: AbortSignal } = {},
   ): Promise<string> {
     const ctx: StoreErrorContext = { op: 'UploadPart', bucket, key };
+    if (this.lean) {
+      const lean = this.lean;
+      const query = { partNumber: String(partNumber), uploadId };
+      const res = await this.call(ctx, () => lean.send({ method: 'PUT', bucket, key, query, body, signal: opts.signal }), opts.signal);
+      this.stats.bytesSent += body.length;
+      return requireEtag(headerValue(res.headers.etag), this.context(ctx));
+    }
     const out = await this.call(
       ctx,
       (o) =>
@@ -621,6 +672,39 @@ export class ObjectStore {
     }
   }
 
+  /** One GetObject through the lean path or the SDK, as a GetResult either way. */
+  private async sendGet(
+    ctx: StoreErrorContext,
+    range: string | undefined,
+    ifMatch: string | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<GetResult> {
+    const bucket = ctx.bucket as string;
+    const key = ctx.key as string;
+    if (this.lean) {
+      const headers: Record<string, string> = {};
+      if (range !== undefined) headers.range = range;
+      if (ifMatch !== undefined) headers['if-match'] = ifMatch;
+      const lean = this.lean;
+      const res = await this.call(ctx, () => lean.send({ method: 'GET', bucket, key, headers, signal }), signal);
+      return getResultFromHeaders(res.headers, res.body);
+    }
+    const out = await this.call(
+      ctx,
+      (o) => this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: range, IfMatch: ifMatch }), o),
+      signal,
+    );
+    return {
+      body: out.Body as Readable,
+      etag: out.ETag,
+      contentRange: out.ContentRange,
+      contentLength: out.ContentLength,
+      lastModified: out.LastModified,
+      metadata: out.Metadata,
+      contentType: out.ContentType,
+    };
+  }
+
   private countRequests(op: string, attempts = 1): void {
     this.stats.requests[op] = (this.stats.requests[op] ?? 0) + attempts;
     if (attempts > 1) this.countRetries(op, attempts - 1);
@@ -656,15 +740,11 @@ export class ObjectStore {
       const from = start + filled;
       const wholeObject = from === 0 && endExclusive === undefined;
       const range = wholeObject ? undefined : `bytes=${from}-${endExclusive === undefined ? '' : endExclusive - 1}`;
-      const out = await this.call(
-        ctx,
-        (o) => this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key, Range: range, IfMatch: pinnedEtag }), o),
-        opts.signal,
-      );
-      const body = out.Body as Readable;
+      const out = await this.sendGet(ctx, range, pinnedEtag, opts.signal);
+      const body = out.body;
       try {
         // Checked here too because some S3-compatible servers (s3rver among them) ignore If-Match.
-        assertEtagMatches(pinnedEtag, out.ETag, ctx);
+        assertEtagMatches(pinnedEtag, out.etag, ctx);
         const served = servedRange(out);
         const end = endExclusive ?? served.total;
         if (served.total < end) {
@@ -682,7 +762,7 @@ export class ObjectStore {
         body.destroy();
         const partial = err instanceof PartialRead ? err : undefined;
         const cause = partial ? partial.cause : err;
-        if (opts.signal?.aborted) throw cause;
+        if (opts.signal?.aborted) throw asAbortError(cause);
         if (partial) filled = partial.filled;
         if (!partial || !isBodyInterruption(cause) || attempt >= this.maxAttempts) {
           if (cause instanceof ShortBodyError) throw storeError('ServerError', `${cause.message}, retries exhausted`, ctx, { cause });
@@ -723,6 +803,14 @@ export class ObjectStore {
     if (filled < buffer.length) throw new PartialRead(filled, new ShortBodyError(buffer.length, filled));
     return filled;
   }
+}
+
+/** A body cut by an abort errors as whatever the socket saw ('aborted', ECONNRESET); callers check for AbortError. */
+function asAbortError(cause: unknown): unknown {
+  if (cause instanceof Error && cause.name === 'AbortError') return cause;
+  const err = new Error('The operation was aborted', { cause });
+  err.name = 'AbortError';
+  return err;
 }
 
 /** A body read that broke off; keeps how far it got so the retry can resume. */
@@ -777,21 +865,55 @@ interface ServedRange {
   total: number;
 }
 
-/** Where the body sits within the object: from Content-Range, else the full object. */
-function servedRange(out: GetObjectCommandOutput): ServedRange {
-  const match = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(out.ContentRange ?? '');
-  if (match) return { start: Number(match[1]), total: Number(match[3]) };
-  return { start: 0, total: out.ContentLength ?? 0 };
+/** A GetObject response, whichever path fetched it. */
+interface GetResult {
+  body: Readable;
+  etag?: string;
+  contentRange?: string;
+  contentLength?: number;
+  lastModified?: Date;
+  metadata?: Record<string, string>;
+  contentType?: string;
 }
 
-function infoFromGet(key: string, out: GetObjectCommandOutput, size: number, ctx: StoreErrorContext): ObjectInfo {
+/** The fields the SDK would deserialize from a GetObject response's headers. */
+function getResultFromHeaders(headers: http.IncomingHttpHeaders, body: Readable): GetResult {
+  const metadata: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (name.startsWith('x-amz-meta-') && value !== undefined) metadata[name.slice('x-amz-meta-'.length)] = headerValue(value) ?? '';
+  }
+  const length = headers['content-length'];
+  const modified = headers['last-modified'];
+  return {
+    body,
+    etag: headers.etag,
+    contentRange: headers['content-range'],
+    contentLength: length === undefined ? undefined : Number(length),
+    lastModified: modified === undefined ? undefined : new Date(modified),
+    metadata,
+    contentType: headers['content-type'],
+  };
+}
+
+function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+/** Where the body sits within the object: from Content-Range, else the full object. */
+function servedRange(out: GetResult): ServedRange {
+  const match = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(out.contentRange ?? '');
+  if (match) return { start: Number(match[1]), total: Number(match[3]) };
+  return { start: 0, total: out.contentLength ?? 0 };
+}
+
+function infoFromGet(key: string, out: GetResult, size: number, ctx: StoreErrorContext): ObjectInfo {
   return {
     key,
     size,
-    etag: requireEtag(out.ETag, ctx),
-    lastModified: out.LastModified ?? new Date(0),
-    metadata: out.Metadata ?? {},
-    contentType: out.ContentType,
+    etag: requireEtag(out.etag, ctx),
+    lastModified: out.lastModified ?? new Date(0),
+    metadata: out.metadata ?? {},
+    contentType: out.contentType,
   };
 }
 
