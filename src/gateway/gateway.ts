@@ -54,6 +54,8 @@ export interface GatewayOptions {
   verifyBeforeSendBytes?: number;
   /** "exact": listings show the same ETag as HEAD (a HEAD per object not in the cache); "fast": derived ETags only. */
   listEtags?: 'exact' | 'fast';
+  /** How long a stat from a HEAD or GET serves later ranged GETs of the same version without a HEAD (default 5 s; 0 disables). */
+  statCacheMs?: number;
   /** Whether CreateBucket/DeleteBucket reach the backend (default true). */
   bucketAdmin?: boolean;
   storeDefaults?: StoreDefaults;
@@ -92,6 +94,12 @@ export class Gateway {
   private readonly probes = new Map<string, Promise<boolean>>();
   /** bucket \0 path -> [backend ETag, client ETag] */
   private readonly etags = new LRUCache<string, [string, string]>({ max: 200_000 });
+  /**
+   * bucket \0 path -> a recent stat (HEAD or GET response), so a ranged GET needs no HEAD: its GET is
+   * pinned to the stat's backend ETag. Short-lived, because a metadata-only change made elsewhere
+   * (a copy onto itself) may keep the ETag; content never comes from it.
+   */
+  private readonly statCache: LRUCache<string, ObjectStat>;
   readonly multipart: MultipartManager;
   inFlight = 0;
   /** When false, S3 requests get 503 (the key is not loaded yet). */
@@ -110,9 +118,11 @@ export class Gateway {
       verifyBeforeSendBytes: 16 * MiB,
       listEtags: 'exact',
       bucketAdmin: true,
+      statCacheMs: 5_000,
       ...opts,
     };
     for (const c of opts.credentials) this.credentials.set(c.accessKeyId, c);
+    this.statCache = new LRUCache<string, ObjectStat>({ max: 10_000, ttl: Math.max(1, this.opts.statCacheMs) });
     this.multipart = new MultipartManager(this);
   }
 
@@ -280,13 +290,30 @@ export class Gateway {
     return this.locks.run(`${b.spec.name}\0${path}`, fn);
   }
 
+  /** A write or delete through this gateway: the recorded ETag replaces the old one, and the cached stat goes. */
   rememberEtag(bucket: string, path: string, backendEtag: string, etag: string): void {
     this.etags.set(`${bucket}\0${path}`, [backendEtag, etag]);
+    this.statCache.delete(`${bucket}\0${path}`);
+  }
+
+  forgetObject(bucket: string, path: string): void {
+    this.etags.delete(`${bucket}\0${path}`);
+    this.statCache.delete(`${bucket}\0${path}`);
+  }
+
+  private cacheKey(b: OpenBucket, path: string): string {
+    return `${b.spec.name}\0${path}`;
+  }
+
+  /** Records a stat that came from a backend HEAD or GET response. */
+  private rememberStat(b: OpenBucket, path: string, st: ObjectStat): void {
+    this.rememberEtag(b.spec.name, path, st.etag, clientEtag(st));
+    if (this.opts.statCacheMs > 0) this.statCache.set(this.cacheKey(b, path), st);
   }
 
   async statObject(b: OpenBucket, path: string): Promise<ObjectStat | null> {
     const st = await b.engine.stat(path);
-    if (st) this.rememberEtag(b.spec.name, path, st.etag, clientEtag(st));
+    if (st) this.rememberStat(b, path, st);
     return st;
   }
 
@@ -546,22 +573,47 @@ export class Gateway {
     const key = ctx.key!;
     const path = this.objectPath(key);
     if (key.endsWith('/')) return this.getMarker(ctx, b, key, withBody);
-    // A whole-object GET is one backend GET: its response carries the stat, so no HEAD.
-    let early: Readable | undefined;
-    let st: ObjectStat | null;
-    const whole = withBody && ctx.req.headers.range === undefined ? b.engine.openWhole(path) : undefined;
-    if (whole) {
-      const opened = await whole;
-      st = opened?.stat ?? null;
-      early = opened?.stream;
-      if (st) this.rememberEtag(b.spec.name, path, st.etag, clientEtag(st));
-    } else {
-      st = await this.statObject(b, path);
+    const h = ctx.req.headers;
+    const conditional = h['if-match'] !== undefined || h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined || h['if-unmodified-since'] !== undefined;
+    if (withBody && h.range === undefined && !conditional) {
+      // A whole-object GET is one backend GET: its response carries the stat, so no HEAD.
+      const whole = b.engine.openWhole(path);
+      if (whole) {
+        const opened = await whole;
+        if (!opened) throw Errors.noSuchKey(key);
+        this.rememberStat(b, path, opened.stat);
+        return this.serveObject(ctx, b, path, opened.stat, withBody, opened.stream);
+      }
     }
-    if (!st) {
-      early?.destroy();
-      throw Errors.noSuchKey(key);
+    if (withBody && h.range !== undefined && !conditional) {
+      // A range of a version stat'ed recently: one GET pinned to its ETag (If-Match), no HEAD. If
+      // the object changed since, the backend refuses the pinned GET before any byte is sent, and
+      // the version is stat'ed afresh below.
+      const cached = this.statCache.get(this.cacheKey(b, path));
+      if (cached) {
+        try {
+          return await this.serveObject(ctx, b, path, cached, withBody, undefined, true);
+        } catch (err) {
+          const stale = err instanceof EngineError && (err.code === 'OBJECT_CHANGED' || err.code === 'NOT_FOUND');
+          if (ctx.res.headersSent || !(stale || err === STALE_RANGE)) throw err;
+          this.statCache.delete(this.cacheKey(b, path));
+        }
+      }
     }
+    // Conditional GETs stat first, so a 304 or 412 never starts a body.
+    const st = await this.statObject(b, path);
+    if (!st) throw Errors.noSuchKey(key);
+    return this.serveObject(ctx, b, path, st, withBody);
+  }
+
+  /**
+   * Answers a GET or HEAD for the version `st` describes. The body is `early` (a whole-object
+   * stream already open) or a stream pinned to st's backend ETag. With `fromCache`, a range the
+   * cached size cannot satisfy throws STALE_RANGE instead of 416 (the object may have grown).
+   */
+  private async serveObject(
+    ctx: RequestContext, b: OpenBucket, path: string, st: ObjectStat, withBody: boolean, early?: Readable, fromCache = false,
+  ): Promise<void> {
     const headers = objectHeaders(st);
     const etag = headers.etag as string;
     let notModified: boolean;
@@ -577,7 +629,14 @@ export class Gateway {
       return;
     }
     applyResponseOverrides(ctx.query, headers);
-    const range = parseRange(ctx.req.headers.range, st.size);
+    let range: { start: number; end: number } | null;
+    try {
+      range = parseRange(ctx.req.headers.range, st.size);
+    } catch (err) {
+      early?.destroy();
+      if (fromCache) throw STALE_RANGE;
+      throw err;
+    }
     let start = 0;
     let end = st.size;
     let status = 200;
@@ -589,11 +648,12 @@ export class Gateway {
     headers['content-length'] = String(end - start);
     if (!withBody || end === start) {
       early?.destroy();
+      if (fromCache) throw STALE_RANGE; // an empty body proves nothing about the current version
       this.send(ctx, status, headers);
       return;
     }
-    // A range reads the version just stat'ed (the GET is pinned to its ETag): no second HEAD.
-    const stream = early ?? (range ? b.engine.readStream(path, { start, end, known: { size: st.size, etag: st.etag } }) : b.engine.readStream(path));
+    // Pinned to the stat'ed version (the GET carries If-Match): the body and the headers agree.
+    const stream = early ?? b.engine.readStream(path, { start, end, known: { size: st.size, etag: st.etag } });
     await this.streamBody(ctx, status, headers, stream, end - start);
   }
 
@@ -680,10 +740,11 @@ export class Gateway {
     const payload = new Payload(ctx.req, h, ctx.auth, this.opts.maxObjectBytes);
     if (payload.length === undefined) throw Errors.missingContentLength();
     if (key.endsWith('/')) {
+      payload.wantMd5 = true;
       const body = await payload.buffer(1);
       if (body.length > 0) throw Errors.invalidArgument('objects whose key ends in "/" are directory markers and must be empty', { Key: key });
       await b.engine.mkdirMarker(path);
-      this.send(ctx, 200, { etag: md5Etag(payload.done.md5) });
+      this.send(ctx, 200, { etag: md5Etag(payload.done.md5!) });
       return;
     }
     const attrs = attributesFromHeaders(h);
@@ -710,8 +771,9 @@ export class Gateway {
     let written: { etag: string; size: number };
     let etag: string;
     if (md5Header === undefined && length <= this.opts.md5BufferMaxBytes) {
+      payload.wantMd5 = true;
       const pieces = await payload.pieces();
-      etag = md5Etag(payload.done.md5);
+      etag = md5Etag(payload.done.md5!);
       const writer = engine.createWriter(path, { attributes: withEtag(attrs, etag, payload.done.size) });
       try {
         for (const piece of pieces) await writer.write(piece);
@@ -847,7 +909,7 @@ export class Gateway {
     const path = this.objectPath(key);
     if (key.endsWith('/')) await b.engine.removeDirMarker(path);
     else await b.engine.delete(path);
-    this.etags.delete(`${b.spec.name}\0${path}`);
+    this.forgetObject(b.spec.name, path);
     this.send(ctx, 204);
   }
 
@@ -884,7 +946,7 @@ export class Gateway {
       const result = await b.engine.deleteMany(files);
       const failed = new Map(result.errors.map((e) => [e.path, e.message]));
       for (const path of files) {
-        this.etags.delete(`${b.spec.name}\0${path}`);
+        this.forgetObject(b.spec.name, path);
         const message = failed.get(path);
         if (message === undefined) deleted.push(path);
         else errors.push({ key: path, code: 'InternalError', message });
@@ -899,6 +961,9 @@ export class Gateway {
 }
 
 // ---- free helpers -----------------------------------------------------------------------------------
+
+/** A cached stat could not answer a range (416 or empty): stat afresh. */
+const STALE_RANGE = new Error('stale cached stat');
 
 function ctx5(payload: Payload): Buffer | undefined {
   return payload.expectedMd5;

@@ -113,6 +113,8 @@ export class MultipartManager {
     let source: AsyncIterable<Buffer>;
     let length: number;
     let knownMd5: string | undefined;
+    /** A client body: it computes the MD5 itself while it verifies, so the part is not hashed twice. */
+    let payload: Payload | undefined;
     let lastModified = new Date();
     if (copySource !== undefined) {
       const src = parseCopySource(String(copySource));
@@ -133,32 +135,42 @@ export class MultipartManager {
       length = range ? range.end - range.start : st.size;
       lastModified = st.lastModified;
     } else {
-      const payload = new Payload(ctx.req, ctx.req.headers, ctx.auth, this.gw.opts.maxObjectBytes);
+      payload = new Payload(ctx.req, ctx.req.headers, ctx.auth, this.gw.opts.maxObjectBytes);
       if (payload.length === undefined) throw Errors.missingContentLength();
+      payload.wantMd5 = true;
       source = payload;
       length = payload.length;
       knownMd5 = payload.expectedMd5?.toString('hex');
     }
-    const md5 = createHash('md5');
+    const md5 = payload ? undefined : createHash('md5');
+    const md5Hex = () => (payload ? payload.done.md5!.toString('hex') : md5!.digest('hex'));
     let size = 0;
     let digest: string;
     if (knownMd5 === undefined && length <= this.gw.opts.md5BufferMaxBytes) {
-      // Small enough to hold: the part is named by its MD5 right away.
+      // Small enough to hold: the part is named by its MD5 right away. The pieces go to the writer
+      // as they arrived (no joined copy).
       const pieces: Buffer[] = [];
       for await (const piece of source) {
-        md5.update(piece);
+        md5?.update(piece);
         size += piece.length;
         pieces.push(piece);
       }
-      digest = md5.digest('hex');
-      await b.engine.putBuffer(partName(digest), Buffer.concat(pieces, size), {});
+      digest = md5Hex();
+      const writer = b.engine.createWriter(partName(digest), {});
+      try {
+        for (const piece of pieces) await writer.write(piece);
+      } catch (err) {
+        await writer.abort();
+        throw err;
+      }
+      await writer.close();
     } else {
       // Streamed: under the declared MD5's name, or a temporary name that is then copied to the final one.
       const target = knownMd5 !== undefined ? partName(knownMd5) : `${dir}/t${String(partNumber).padStart(5, '0')}-${randomBytes(8).toString('hex')}`;
       const writer = b.engine.createWriter(target, {});
       try {
         for await (const piece of source) {
-          md5.update(piece);
+          md5?.update(piece);
           size += piece.length;
           await writer.write(piece);
         }
@@ -167,7 +179,7 @@ export class MultipartManager {
         throw err;
       }
       await writer.close();
-      digest = md5.digest('hex');
+      digest = md5Hex();
       if (knownMd5 === undefined) {
         try {
           await b.engine.copy(target, partName(digest));

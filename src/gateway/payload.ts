@@ -14,7 +14,7 @@ import { createHash, type Hash } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { checksumHeaderAlgorithm, isChecksumAlgorithm, newChecksummer, type ChecksumAlgorithm, type Checksummer } from './checksums.js';
 import { Errors, S3Error } from './errors.js';
-import { chunkSignature, safeEqualHex, sha256Hex, trailerSignature, type AuthContext } from './sigv4.js';
+import { chunkSignature, safeEqualHex, trailerSignature, type AuthContext } from './sigv4.js';
 
 /** Largest aws-chunked chunk accepted (a signed chunk is held in memory until verified). */
 const MAX_CHUNK_BYTES = 16 * 1024 * 1024;
@@ -23,8 +23,8 @@ const MAX_LINE_BYTES = 4096;
 export interface PayloadResult {
   /** Decoded bytes received. */
   size: number;
-  /** MD5 of the decoded payload. */
-  md5: Buffer;
+  /** MD5 of the decoded payload: computed only when asked for (wantMd5) or when Content-MD5 was sent. */
+  md5: Buffer | undefined;
 }
 
 export class Payload implements AsyncIterable<Buffer> {
@@ -32,6 +32,11 @@ export class Payload implements AsyncIterable<Buffer> {
   readonly length: number | undefined;
   /** The Content-MD5 the client declared (checked at the end of the body). */
   readonly expectedMd5: Buffer | undefined;
+  /**
+   * Compute the MD5 even without Content-MD5 (an ETag, a part name); set before reading. MD5 is the
+   * costliest hash here (about 3x SHA-256 per byte), so it is skipped when nothing needs it.
+   */
+  wantMd5 = false;
   private result: PayloadResult | undefined;
   private consumed = false;
 
@@ -84,7 +89,8 @@ export class Payload implements AsyncIterable<Buffer> {
   }
 
   private async *run(): AsyncGenerator<Buffer> {
-    const md5 = createHash('md5');
+    // Each hash runs once over the pieces as they stream by, and only when something needs it.
+    const md5 = this.wantMd5 || this.expectedMd5 !== undefined ? createHash('md5') : undefined;
     const headerChecks = headerChecksums(this.headers);
     const contentMd5 = this.expectedMd5;
     const mode = this.auth?.payload ?? { kind: 'unsigned' as const };
@@ -92,7 +98,7 @@ export class Payload implements AsyncIterable<Buffer> {
     const seen = (piece: Buffer) => {
       size += piece.length;
       if (size > this.maxBytes) throw Errors.entityTooLarge(this.maxBytes);
-      md5.update(piece);
+      md5?.update(piece);
       for (const c of headerChecks) c.sum.update(piece);
     };
     let trailers = new Map<string, string>();
@@ -110,15 +116,18 @@ export class Payload implements AsyncIterable<Buffer> {
         const sigExt = exts.map((e) => e.trim()).find((e) => e.startsWith('chunk-signature='));
         if (mode.signed) {
           if (!sigExt) throw Errors.signatureDoesNotMatch({ Reason: 'missing chunk-signature' });
-          const data = await reader.take(chunkLen);
-          const expected = chunkSignature(this.auth!, previous, sha256Hex(data));
+          // The chunk as the pieces it arrived in (no joined copy), hashed piece by piece.
+          const data = await reader.takePieces(chunkLen);
+          const chunkHash = createHash('sha256');
+          for (const piece of data) chunkHash.update(piece);
+          const expected = chunkSignature(this.auth!, previous, chunkHash.digest('hex'));
           const given = sigExt.slice('chunk-signature='.length).toLowerCase();
           if (!safeEqualHex(expected, given)) throw Errors.signatureDoesNotMatch({ Reason: 'chunk signature mismatch' });
           previous = given;
-          if (chunkLen > 0) {
-            seen(data);
-            for (const t of trailerSums) t.sum.update(data);
-            yield data;
+          for (const piece of data) {
+            seen(piece);
+            for (const t of trailerSums) t.sum.update(piece);
+            yield piece;
           }
         } else {
           for await (const piece of reader.stream(chunkLen)) {
@@ -162,8 +171,8 @@ export class Payload implements AsyncIterable<Buffer> {
       if (sha && mode.kind === 'sha256' && sha.digest('hex') !== mode.hex) throw Errors.sha256Mismatch();
     }
     if (this.length !== undefined && size !== this.length) throw Errors.incompleteBody();
-    const digest = md5.digest();
-    if (contentMd5 && !contentMd5.equals(digest)) throw Errors.badDigest();
+    const digest = md5?.digest();
+    if (contentMd5 && !contentMd5.equals(digest!)) throw Errors.badDigest();
     for (const c of headerChecks) checkSum(c.alg, c.sum, c.expected);
     for (const t of trailerSums) {
       const expected = trailers.get(`x-amz-checksum-${t.alg}`);
@@ -272,13 +281,27 @@ class ChunkReader {
     return out;
   }
 
+  /** Up to n leading bytes: a view of the first piece, or a copy of at most n bytes when they span pieces. */
+  private head(n: number): Buffer {
+    const first = this.pieces[0];
+    if (first === undefined) return Buffer.alloc(0);
+    if (first.length >= n || this.pieces.length === 1) return first.subarray(0, n);
+    const out = Buffer.allocUnsafe(Math.min(n, this.length));
+    let filled = 0;
+    for (const p of this.pieces) {
+      if (filled === out.length) break;
+      filled += p.copy(out, filled, 0, Math.min(p.length, out.length - filled));
+    }
+    return out;
+  }
+
   /** The next CRLF-terminated line (without CRLF); with `eofOk`, null at the end of the body. */
   async line(eofOk: true): Promise<string | null>;
   async line(): Promise<string>;
   async line(eofOk = false): Promise<string | null> {
     for (;;) {
-      const joined = this.pieces.length === 1 ? this.pieces[0] : Buffer.concat(this.pieces);
-      if (this.pieces.length > 1) this.pieces = [joined];
+      // Only the first MAX_LINE_BYTES can hold the line: join no more than that (the rest is chunk data).
+      const joined = this.head(MAX_LINE_BYTES + 2);
       const idx = joined.indexOf('\r\n');
       if (idx >= 0) {
         const text = joined.subarray(0, idx).toString('latin1');
@@ -296,9 +319,17 @@ class ChunkReader {
     }
   }
 
-  async take(n: number): Promise<Buffer> {
+  /** The next n bytes as views of the pieces they arrived in. */
+  async takePieces(n: number): Promise<Buffer[]> {
     while (this.length < n) if (!(await this.fill())) throw Errors.incompleteBody();
-    return this.takeBytes(n);
+    const out: Buffer[] = [];
+    let left = n;
+    while (left > 0) {
+      const use = Math.min(left, this.pieces[0].length);
+      out.push(this.takeBytes(use));
+      left -= use;
+    }
+    return out;
   }
 
   async *stream(n: number): AsyncGenerator<Buffer> {

@@ -98,7 +98,14 @@ t.test('ranges, conditional GETs, metadata', async (t) => {
   t.equal(r.status, 206);
   t.ok(r.body.equals(data.subarray(10, 1001)), 'range in the first chunk');
   t.equal((f.backend.stats.requests.GetObject ?? 0) - (ranged.GetObject ?? 0), 1, 'one GET (header and chunk together)');
-  t.equal((f.backend.stats.requests.HeadObject ?? 0) - (ranged.HeadObject ?? 0), 1, 'after one HEAD');
+  t.equal((f.backend.stats.requests.HeadObject ?? 0) - (ranged.HeadObject ?? 0), 0, 'and no HEAD: the version was stat\'ed by the earlier range');
+  const later = { ...f.backend.stats.requests };
+  r = await req({ method: 'GET', path: `/${B}/ranged.bin`, headers: { range: 'bytes=140000-150000' } });
+  t.ok(r.body.equals(data.subarray(140000, 150001)), 'range past the first chunk');
+  t.equal(r.headers['content-type'], 'image/png', 'headers of the stat\'ed version');
+  t.equal(r.headers.etag, etag);
+  t.equal((f.backend.stats.requests.GetObject ?? 0) - (later.GetObject ?? 0), 1, 'a range of a known version with a cached header: one backend GET');
+  t.equal((f.backend.stats.requests.HeadObject ?? 0) - (later.HeadObject ?? 0), 0, 'no HEAD');
   r = await req({ method: 'GET', path: `/${B}/ranged.bin`, headers: { range: `bytes=${data.length}-` } });
   t.equal(r.status, 416);
   const before = { ...f.backend.stats.requests };
@@ -108,10 +115,19 @@ t.test('ranges, conditional GETs, metadata', async (t) => {
   t.equal(r.headers['content-type'], 'image/png', 'metadata from the GET response');
   t.equal((f.backend.stats.requests.GetObject ?? 0) - (before.GetObject ?? 0), 1, 'a whole GET is one backend GET');
   t.equal((f.backend.stats.requests.HeadObject ?? 0) - (before.HeadObject ?? 0), 0, 'and no HEAD');
+  const conditional = { ...f.backend.stats.requests };
   r = await req({ method: 'GET', path: `/${B}/ranged.bin`, headers: { 'if-none-match': etag } });
   t.equal(r.status, 304);
   r = await req({ method: 'GET', path: `/${B}/ranged.bin`, headers: { 'if-match': '"0123"' } });
   t.equal(r.status, 412);
+  r = await req({ method: 'GET', path: `/${B}/ranged.bin`, headers: { 'if-modified-since': new Date(Date.now() + 60_000).toUTCString(), range: 'bytes=0-9' } });
+  t.equal(r.status, 304, 'If-Modified-Since on a range');
+  t.equal((f.backend.stats.requests.GetObject ?? 0) - (conditional.GetObject ?? 0), 0, '304 and 412 start no backend GET');
+  t.equal((f.backend.stats.requests.HeadObject ?? 0) - (conditional.HeadObject ?? 0), 3, 'one HEAD each');
+  r = await req({ method: 'GET', path: `/${B}/ranged.bin`, headers: { 'if-match': etag } });
+  t.equal(r.status, 200, 'a condition that holds');
+  t.ok(r.body.equals(data));
+  t.equal(r.headers.etag, etag);
   r = await req({ method: 'HEAD', path: `/${B}/ranged.bin` });
   t.equal(r.headers['content-type'], 'image/png');
   t.equal(r.headers['x-amz-meta-owner'], 'alice');
@@ -190,6 +206,58 @@ t.test('a tampered backend object: 500 and a metric, never wrong bytes', async (
   t.ok(r.body.equals(large.subarray(0, 1000)));
   t.ok((await metric(f, 's3cryptfs_gateway_integrity_failures_total')) >= before + 2, 'integrity failures counted');
   t.ok((await metric(f, 's3cryptfs_gateway_requests_total')) >= 4, 'requests counted');
+  await f.restart();
+});
+
+t.test('a cached stat never serves another version\'s bytes', async (t) => {
+  const v1 = randomBytes(200_000);
+  t.equal((await put('replaced.bin', v1)).status, 200);
+  let r = await req({ method: 'GET', path: `/${B}/replaced.bin`, headers: { range: 'bytes=100000-100099' } });
+  t.ok(r.body.equals(v1.subarray(100000, 100100)));
+  // Replaced behind the gateway's back (as the CLI or the mount would), with another size.
+  const engine = await f.engine();
+  const v2 = randomBytes(300_000);
+  await engine.putBuffer('replaced.bin', v2);
+  const before = { ...f.backend.stats.requests };
+  r = await req({ method: 'GET', path: `/${B}/replaced.bin`, headers: { range: 'bytes=100000-100099' } });
+  t.equal(r.status, 206);
+  t.ok(r.body.equals(v2.subarray(100000, 100100)), 'the new version\'s bytes');
+  t.equal(r.headers['content-range'], `bytes 100000-100099/${v2.length}`, 'and its size');
+  t.equal((f.backend.stats.requests.HeadObject ?? 0) - (before.HeadObject ?? 0), 1, 'stat\'ed afresh once the pinned GET was refused');
+  // Grown past the cached size: a range beyond the old end is no 416.
+  const v3 = randomBytes(400_000);
+  await engine.putBuffer('replaced.bin', v3);
+  r = await req({ method: 'GET', path: `/${B}/replaced.bin`, headers: { range: 'bytes=350000-350009' } });
+  t.equal(r.status, 206);
+  t.ok(r.body.equals(v3.subarray(350000, 350010)));
+  r = await req({ method: 'GET', path: `/${B}/replaced.bin`, headers: { range: 'bytes=-5' } });
+  t.ok(r.body.equals(v3.subarray(v3.length - 5)), 'suffix range of the cached version');
+  await engine.delete('replaced.bin');
+  r = await req({ method: 'GET', path: `/${B}/replaced.bin`, headers: { range: 'bytes=0-9' } });
+  t.equal(r.status, 404, 'deleted elsewhere');
+});
+
+t.test('without an MD5 to record, a PUT still checks every claim about its body', async (t) => {
+  await f.restart({ md5BufferMaxBytes: 0 });
+  const body = randomBytes(100_000);
+  const md5 = createHash('md5').update(body);
+  const md5b64 = md5.copy().digest('base64');
+  const md5hex = md5.digest('hex');
+  let r = await put('streamed.bin', body);
+  t.equal(r.status, 200);
+  t.match(String(r.headers.etag), /-1"$/, 'a derived ETag: no MD5 was needed');
+  r = await req({ method: 'GET', path: `/${B}/streamed.bin` });
+  t.ok(r.body.equals(body));
+  r = await put('streamed-md5.bin', body, { 'content-md5': md5b64 });
+  t.equal(r.headers.etag, `"${md5hex}"`, 'Content-MD5: checked, and the ETag');
+  r = await put('streamed-bad-md5.bin', body, { 'content-md5': 'AAAAAAAAAAAAAAAAAAAAAA==' });
+  t.equal(code(r.text), 'BadDigest');
+  r = await req({ method: 'PUT', path: `/${B}/streamed-bad-sha.bin`, body, headers: { 'content-length': String(body.length) }, payloadHash: createHash('sha256').update('other').digest('hex') });
+  t.equal(code(r.text), 'XAmzContentSHA256Mismatch');
+  for (const k of ['streamed-bad-md5.bin', 'streamed-bad-sha.bin']) {
+    r = await req({ method: 'HEAD', path: `/${B}/${k}` });
+    t.equal(r.status, 404, `${k}: nothing was stored`);
+  }
   await f.restart();
 });
 

@@ -78,6 +78,33 @@ t.test('documented streaming PUT (STREAMING-AWS4-HMAC-SHA256-PAYLOAD)', async (t
   wrongData[200] ^= 1;
   await t.rejects(new Payload(pieces(wrongData), lower, auth, 1 << 30).buffer(), { code: 'SignatureDoesNotMatch' });
   t.equal(chunkSignature(auth, auth.signature, require256(Buffer.alloc(65536, 'a'))), sigs[0]);
+  // Small pieces (framing lines split across them), and the chunk data handed on without a copy.
+  const whole = body(sigs);
+  const small: Buffer[] = [];
+  for (let i = 0; i < whole.length; i += 333) small.push(Buffer.from(whole.subarray(i, i + 333)));
+  const p2 = new Payload(Readable.from(small), lower, auth, 1 << 30);
+  const got: Buffer[] = [];
+  for await (const piece of p2) got.push(piece);
+  t.ok(Buffer.concat(got).equals(Buffer.alloc(66560, 'a')), 'decoded from 333-byte pieces');
+  t.ok(got.every((g) => small.some((s) => s.buffer === g.buffer)), 'every decoded piece is a view of a received piece');
+  const tamperedSmall = small.map((b) => Buffer.from(b));
+  tamperedSmall[100][5] ^= 1;
+  await t.rejects(new Payload(Readable.from(tamperedSmall), lower, auth, 1 << 30).buffer(), { code: 'SignatureDoesNotMatch' }, 'a changed byte in small pieces');
+});
+
+t.test('the MD5 is computed only when Content-MD5 was sent or the caller wants it', async (t) => {
+  const body = Buffer.from('hello');
+  const auth = { payload: { kind: 'sha256', hex: require256(body) } } as never;
+  const plain = new Payload(Readable.from([body]), { 'content-length': '5' }, auth, 100);
+  await plain.drain();
+  t.equal(plain.done.md5, undefined, 'nothing needed it');
+  const wanted = new Payload(Readable.from([body]), { 'content-length': '5' }, auth, 100);
+  wanted.wantMd5 = true;
+  await wanted.drain();
+  t.equal(wanted.done.md5?.toString('hex'), createHash('md5').update(body).digest('hex'));
+  const declared = new Payload(Readable.from([body]), { 'content-length': '5', 'content-md5': 'XUFAKrxLKna5cZ2REBfFkg==' }, auth, 100);
+  await declared.drain();
+  t.equal(declared.done.md5?.toString('base64'), 'XUFAKrxLKna5cZ2REBfFkg==', 'Content-MD5: computed and checked');
 });
 
 function require256(b: Buffer): string {
