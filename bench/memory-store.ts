@@ -15,17 +15,22 @@ import type { ListPage, ObjectInfo } from '../src/store/store.js';
 class Body {
   readonly length: number;
   private readonly starts: number[] = [];
-  constructor(private readonly parts: Buffer[]) {
+  /** `discardedBytes`: a body whose bytes were not kept (the null store), only its length. */
+  constructor(private readonly parts: Buffer[], discardedBytes = 0) {
     let at = 0;
     for (const p of parts) {
       this.starts.push(at);
       at += p.length;
     }
-    this.length = at;
+    this.length = at + discardedBytes;
+    this.discarded = discardedBytes > 0;
   }
+
+  readonly discarded: boolean;
 
   /** Views of the bytes in [start, end), in order (no copy). */
   *views(start: number, end: number): Generator<Buffer> {
+    if (this.discarded) throw storeError('ServerError', 'the null store keeps no bytes', { op: 'GetObject' });
     for (let i = 0; i < this.parts.length && start < end; i++) {
       const s = this.starts[i]!;
       const p = this.parts[i]!;
@@ -83,10 +88,13 @@ interface Obj {
 
 interface Upload {
   key: string;
-  parts: Map<number, { body: Buffer; etag: string }>;
+  parts: Map<number, { body: Buffer; etag: string; discarded: number }>;
   metadata: Record<string, string>;
   contentType?: string;
 }
+
+/** Objects up to this size are kept even by the null store. */
+const NULL_STORE_KEEPS = 64 * 1024;
 
 function etagOf(data: Buffer): string {
   return `"${createHash('md5').update(data).digest('hex')}"`;
@@ -100,9 +108,11 @@ export class MemoryStore implements EngineStore {
   private readonly arena: Arena | null;
   /**
    * With `hashEtags: false` ETags are random (no MD5 over every byte: cheaper for benchmarks);
-   * `arenaBytes` pre-allocates that much memory for stored bytes (see Arena).
+   * `arenaBytes` pre-allocates that much memory for stored bytes (see Arena); `discard` makes it the
+   * null store: uploads keep only their length (reads of such objects fail), so a write benchmark
+   * measures the writer, not the instrument's memory copies.
    */
-  constructor(private readonly opts: { hashEtags?: boolean; arenaBytes?: number } = {}) {
+  constructor(private readonly opts: { hashEtags?: boolean; arenaBytes?: number; discard?: boolean } = {}) {
     this.arena = opts.arenaBytes ? new Arena(opts.arenaBytes) : null;
   }
 
@@ -187,9 +197,12 @@ export class MemoryStore implements EngineStore {
     this.count('PutObject');
     const b = this.bucket(bucket, 'PutObject');
     if (opts.ifNoneMatch === '*' && b.has(key)) throw storeError('PreconditionFailed', 'object exists', { op: 'PutObject', bucket, key });
-    const body = this.keep(typeof data === 'string' ? Buffer.from(data, 'utf8') : data);
-    const etag = this.etag(body);
-    b.set(key, { body: new Body([body]), etag, lastModified: new Date(), metadata: { ...opts.metadata }, contentType: opts.contentType });
+    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    // Small objects (markers, indexes, configs) are kept even by the null store: the filesystem reads them.
+    const discard = this.opts.discard === true && bytes.length > NULL_STORE_KEEPS;
+    const body = discard ? Buffer.alloc(0) : this.keep(bytes);
+    const etag = discard ? `"${randomUUID().replace(/-/g, '')}"` : this.etag(body);
+    b.set(key, { body: discard ? new Body([], bytes.length) : new Body([body]), etag, lastModified: new Date(), metadata: { ...opts.metadata }, contentType: opts.contentType });
     return { etag };
   }
 
@@ -205,9 +218,14 @@ export class MemoryStore implements EngineStore {
     this.count('UploadPart');
     const u = this.uploads.get(uploadId);
     if (!u || u.key !== key) throw storeError('NoSuchUpload', 'no such upload', { op: 'UploadPart', bucket, key });
+    if (this.opts.discard) {
+      const etag = `"${randomUUID().replace(/-/g, '')}"`;
+      u.parts.set(partNumber, { body: Buffer.alloc(0), etag, discarded: body.length });
+      return etag;
+    }
     const copy = this.keep(body);
     const etag = this.etag(copy);
-    u.parts.set(partNumber, { body: copy, etag });
+    u.parts.set(partNumber, { body: copy, etag, discarded: 0 });
     return etag;
   }
 
@@ -216,13 +234,15 @@ export class MemoryStore implements EngineStore {
     const u = this.uploads.get(uploadId);
     if (!u || u.key !== key) throw storeError('NoSuchUpload', 'no such upload', { op: 'CompleteMultipartUpload', bucket, key });
     const sorted = [...parts].sort((a, b) => a.partNumber - b.partNumber);
+    let discarded = 0;
     const bodies = sorted.map((p) => {
       const part = u.parts.get(p.partNumber);
       if (!part || part.etag !== p.etag) throw storeError('ServerError', 'unknown part', { op: 'CompleteMultipartUpload', bucket, key });
+      discarded += part.discarded;
       return part.body;
     });
     this.uploads.delete(uploadId);
-    const body = new Body(bodies);
+    const body = discarded > 0 ? new Body([], discarded + bodies.reduce((n, b) => n + b.length, 0)) : new Body(bodies);
     const etag = `"${randomUUID().replace(/-/g, '')}-${sorted.length}"`;
     this.bucket(bucket, 'CompleteMultipartUpload').set(key, { body, etag, lastModified: new Date(), metadata: u.metadata, contentType: u.contentType });
     return { etag };

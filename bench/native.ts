@@ -6,10 +6,12 @@
  * filesystem runs from dist/, not through tsx: `npm run bench:native` does both.
  *
  *   npm run bench:native -- [--size MiB] [--s3-size MiB] [--entries N] [--clients N] [--stats N]
- *                           [--bindings fuse3,fuse3-wb,fuse-native,rclone] [--backends memory,s3] [--rounds N]
+ *                           [--bindings fuse3,fuse3-wb,fuse-native,rclone] [--backends null,memory,s3] [--rounds N]
  *
- * Per target and backend (memory = bench/memory-store.ts for ours and rclone's own `memory` backend for
- * rclone: no network or disk; s3 = s3rver in a child process on loopback, a bucket each):
+ * Per target and backend (null = bench/memory-store.ts keeping no bytes, the issue's "null backend":
+ * writes only, ours only; memory = bench/memory-store.ts keeping the bytes in a pre-touched arena, and
+ * rclone's own `memory` backend for rclone: no network or disk; s3 = s3rver in a child process on
+ * loopback, a bucket each):
  *  - sequential write: dd bs=1M of a random file into the mount, including the upload at close;
  *    MB/s and CPU seconds of the daemon (this process, or rclone) per GiB;
  *  - sequential read of that file after dropping the kernel's page cache (root), same figures;
@@ -17,8 +19,8 @@
  *  - ls -l of a directory with --entries files (memory backend): time, FUSE lookups/getattrs that
  *    reached the filesystem, HEAD requests to the store; cold (fresh mount; rclone: after vfs/forget)
  *    and warm (the kernel's 1 s caches expired, the daemon's caches warm).
- * Also the engine's own write throughput (encrypt + store into the memory store, no FUSE) in the same
- * run: the goal for fuse3 is >= 0.8x of it and >= 2x fuse-native on the memory backend.
+ * Also the engine's own write throughput (encrypt + store, no FUSE) in the same run: the goal for fuse3
+ * is >= 0.8x of it and >= 2x fuse-native on the null backend.
  * rclone runs with --vfs-cache-mode off (streaming, like ours) and its default chunk/buffer settings.
  * With several rounds, the best round per figure is reported (the machine may be shared).
  */
@@ -51,7 +53,7 @@ const { values } = parseArgs({
     clients: { type: 'string', default: '8' },
     stats: { type: 'string', default: '20000' },
     bindings: { type: 'string', default: 'fuse3,fuse3-wb,fuse-native,rclone' },
-    backends: { type: 'string', default: 'memory,s3' },
+    backends: { type: 'string', default: 'null,memory,s3' },
     rounds: { type: 'string', default: '1' },
   },
 });
@@ -61,7 +63,7 @@ const ENTRIES = Number(values.entries);
 const CLIENTS = Number(values.clients);
 const STATS = Number(values.stats);
 const TARGETS = values.bindings!.split(',').filter(Boolean);
-const BACKENDS = values.backends!.split(',').filter(Boolean) as ('memory' | 's3')[];
+const BACKENDS = values.backends!.split(',').filter(Boolean) as ('null' | 'memory' | 's3')[];
 const ROUNDS = Math.max(1, Number(values.rounds));
 const RCLONE = process.env.RCLONE ?? 'rclone';
 
@@ -74,7 +76,7 @@ const q = JSON.stringify;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Backend {
-  name: 'memory' | 's3';
+  name: 'null' | 'memory' | 's3';
   engine(prefix: string): Promise<Engine>;
   heads(): number;
   /** rclone's configuration (RCLONE_CONFIG_* variables) of a crypt remote "crypt:" over this backend. */
@@ -89,13 +91,15 @@ async function rcloneCryptEnv(dir: string, base: NodeJS.ProcessEnv): Promise<Nod
   return { RCLONE_CONFIG: conf, ...base, RCLONE_CONFIG_CRYPT_TYPE: 'crypt', RCLONE_CONFIG_CRYPT_PASSWORD: await obscure(), RCLONE_CONFIG_CRYPT_PASSWORD2: await obscure() };
 }
 
-async function memoryBackend(dir: string): Promise<Backend> {
+async function memoryBackend(dir: string, discard = false): Promise<Backend> {
   // Room for every file the rounds write (engine alone + each of our targets), touched up front.
   const files = ROUNDS * (1 + TARGETS.filter((t) => t !== 'rclone').length);
-  const store = new MemoryStore({ hashEtags: false, arenaBytes: Math.ceil(files * SIZE * 1.01) + 64 * MiB });
+  const store = discard
+    ? new MemoryStore({ hashEtags: false, discard: true })
+    : new MemoryStore({ hashEtags: false, arenaBytes: Math.ceil(files * SIZE * 1.01) + 64 * MiB });
   store.createBucket('bench');
   return {
-    name: 'memory',
+    name: discard ? 'null' : 'memory',
     engine: (prefix) => openEngine(store, prefix),
     heads: () => store.requests.HeadObject ?? 0,
     rcloneEnv: await rcloneCryptEnv(dir, { RCLONE_CONFIG_BENCHMEM_TYPE: 'memory', RCLONE_CONFIG_CRYPT_REMOTE: 'benchmem:bench' }),
@@ -341,7 +345,7 @@ async function main(): Promise<void> {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const dir = await mkdtemp(path.join(tmpdir(), 's3cryptfs-bench-native-'));
   const results = new Map<string, Result>();
-  const engineRates: Rate[] = [];
+  const engineRates = new Map<string, Rate>();
   let prefixN = 0;
   try {
     const maxSize = Math.max(SIZE, BACKENDS.includes('s3') ? S3_SIZE : 0);
@@ -351,19 +355,22 @@ async function main(): Promise<void> {
     if (!canDrop) console.error('note: cannot drop the page cache (not root): reads are remounted instead');
 
     for (const backendName of BACKENDS) {
-      const backend = backendName === 'memory' ? await memoryBackend(dir) : await s3Backend(dir);
-      const size = backendName === 'memory' ? SIZE : S3_SIZE;
+      const backend = backendName === 's3' ? await s3Backend(dir) : await memoryBackend(dir, backendName === 'null');
+      const size = backendName === 's3' ? S3_SIZE : SIZE;
+      // The null store keeps no bytes: it measures writes only (rclone has no such backend).
+      const targets = backendName === 'null' ? TARGETS.filter((t) => t !== 'rclone') : TARGETS;
       const mountTarget = async (target: string, engine: Engine | null, opts: { attrTimeout?: number } = {}) =>
         target === 'rclone' ? mountRclone(dir, backend, opts) : mountOurs(dir, target, engine!, backend, opts);
       try {
         for (let round = 0; round < ROUNDS; round++) {
-          if (backendName === 'memory') {
+          if (backendName !== 's3') {
             const e = await backend.engine(`p${prefixN++}`);
             await warmSource(src);
-            engineRates.push(await engineWrite(e, src, size));
-            console.error(`engine alone round ${round + 1}: ${engineRates.at(-1)!.mbps.toFixed(0)} MB/s`);
+            const rate = await engineWrite(e, src, size);
+            engineRates.set(backendName, best(engineRates.get(backendName), rate, (x, y) => x.mbps > y.mbps));
+            console.error(`${backendName}: engine alone round ${round + 1}: ${rate.mbps.toFixed(0)} MB/s`);
           }
-          for (const target of TARGETS) {
+          for (const target of targets) {
             const key = `${backendName}/${target}`;
             const r: Result = results.get(key) ?? { backend: backendName, target };
             results.set(key, r);
@@ -373,6 +380,10 @@ async function main(): Promise<void> {
               const file = `seq${round}.bin`;
               await warmSource(src);
               r.write = best(r.write, await timed(size, m.cpu, () => sh(`dd if=${q(src)} of=${q(path.join(m.mnt, file))} bs=1M count=${size / MiB} 2>/dev/null`)), (x, y) => x.mbps > y.mbps);
+              if (backendName === 'null') {
+                console.error(`${key} round ${round + 1}: write ${r.write.mbps.toFixed(0)} MB/s`);
+                continue;
+              }
               if (!canDrop && target !== 'rclone') {
                 await m.close();
                 m = await mountTarget(target, engine);
@@ -431,10 +442,9 @@ async function main(): Promise<void> {
     await rm(dir, { recursive: true, force: true });
   }
 
-  const engineBest = engineRates.reduce<Rate | undefined>((a, b) => best(a, b, (x, y) => x.mbps > y.mbps), undefined);
   const out: string[] = [];
-  out.push(`bench:native  size ${SIZE / MiB} MiB (memory), ${S3_SIZE / MiB} MiB (s3rver), ${ROUNDS} round(s); fuse3-wb = fuse3 with the kernel writeback cache; rclone --vfs-cache-mode off`);
-  if (engineBest) out.push(`engine alone (encrypt + memory store, 1 MiB writes): ${engineBest.mbps.toFixed(0)} MB/s, ${engineBest.cpuPerGiB.toFixed(2)} CPU s/GiB`);
+  out.push(`bench:native  size ${SIZE / MiB} MiB (null, memory), ${S3_SIZE / MiB} MiB (s3rver), ${ROUNDS} round(s); null = in-memory store that keeps no bytes (writes only); fuse3-wb = fuse3 with the kernel writeback cache; rclone --vfs-cache-mode off`);
+  for (const [be, e] of engineRates) out.push(`engine alone (encrypt + ${be} store, 1 MiB writes): ${e.mbps.toFixed(0)} MB/s, ${e.cpuPerGiB.toFixed(2)} CPU s/GiB`);
   out.push('backend  target       write MB/s  CPU s/GiB   read MB/s  CPU s/GiB   getattr/s   ls -l (ms, fs getattrs, FUSE lookups, HEADs)');
   const f = (x: number | undefined, d = 0) => (x === undefined ? '-' : x.toFixed(d));
   const ls = (l: LsResult) => `${l.ms} ms, ${f(l.fsGetattrs)}, ${f(l.fuseLookups)}, ${f(l.heads)}`;
@@ -450,13 +460,18 @@ async function main(): Promise<void> {
     const wb = results.get(`${be}/fuse3-wb`);
     const fn = results.get(`${be}/fuse-native`);
     const rc = results.get(`${be}/rclone`);
-    out.push(`${be}: fuse3 / fuse-native write ${ratio(f3?.write?.mbps, fn?.write?.mbps)}${be === 'memory' ? ' (goal >= 2x)' : ''}, read ${ratio(f3?.read?.mbps, fn?.read?.mbps)}` +
+    if (be === 'null') {
+      out.push(`null: fuse3 / fuse-native write ${ratio(f3?.write?.mbps, fn?.write?.mbps)} (goal >= 2x); fuse3-wb / fuse3 write ${ratio(wb?.write?.mbps, f3?.write?.mbps)}`);
+      out.push(`null: fuse3 write / engine alone = ${ratio(f3?.write?.mbps, engineRates.get('null')?.mbps)} (goal >= 0.8x)`);
+      continue;
+    }
+    out.push(`${be}: fuse3 / fuse-native write ${ratio(f3?.write?.mbps, fn?.write?.mbps)}, read ${ratio(f3?.read?.mbps, fn?.read?.mbps)}` +
       (be === 'memory' ? `, getattr/s ${ratio(f3?.getattrPerSec, fn?.getattrPerSec)}` : '') +
       `; fuse3 / rclone write ${ratio(f3?.write?.mbps, rc?.write?.mbps)}, read ${ratio(f3?.read?.mbps, rc?.read?.mbps)}; fuse3-wb / fuse3 write ${ratio(wb?.write?.mbps, f3?.write?.mbps)}`);
-    if (be === 'memory' && engineBest) out.push(`memory: fuse3 write / engine alone = ${ratio(f3?.write?.mbps, engineBest.mbps)} (goal >= 0.8x)`);
+    if (be === 'memory') out.push(`memory: fuse3 write / engine alone = ${ratio(f3?.write?.mbps, engineRates.get('memory')?.mbps)}`);
   }
   console.log(out.join('\n'));
-  console.log(JSON.stringify({ engine: engineBest, results: [...results.values()] }));
+  console.log(JSON.stringify({ engine: Object.fromEntries(engineRates), results: [...results.values()] }));
 }
 
 await main();
