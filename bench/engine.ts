@@ -3,6 +3,9 @@
  * (encrypt + multipart, verified streaming decrypt) and the same transfer with @aws-sdk/client-s3
  * alone (multipart with the same part size and concurrency, plain GetObject stream), against s3rver
  * in a child process, and the same through the AWS S3 Encryption Client format (V2 AES/GCM, "aws-gcm").
+ * "store get" / "store range" read the plain object through ObjectStore alone (getStream whole,
+ * getRange in part-sized pieces at the given concurrency): the store's own GET cost, on the lean
+ * node:http path by default or the SDK path with S3CRYPTFS_STORE_SDK=1 (compare with "plain get").
  * Reports MB/s, CPU seconds of this process per GiB and peak RSS per phase.
  *
  *   npm run bench:engine -- [--size MiB] [--part MiB] [--concurrency N] [--rounds N]
@@ -133,6 +136,21 @@ async function plainGet(client: S3Client, bucket: string, key: string): Promise<
   if (n !== SIZE) throw new Error(`plain GET returned ${n} bytes`);
 }
 
+async function storeRanges(store: ObjectStore, bucket: string, key: string): Promise<void> {
+  let next = 0;
+  let total = 0;
+  const worker = async () => {
+    while (next < SIZE) {
+      const start = next;
+      next = Math.min(SIZE, next + PART);
+      const got = await store.getRange(bucket, key, start, next);
+      total += got.length;
+    }
+  };
+  await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+  if (total !== SIZE) throw new Error(`store ranges returned ${total} bytes`);
+}
+
 async function main(): Promise<void> {
   const dir = await mkdtemp(path.join(tmpdir(), 's3cryptfs-bench-'));
   const server = await startEmbeddedS3({ dir, buckets: ['bench'] });
@@ -156,8 +174,9 @@ async function main(): Promise<void> {
       awsCse: { aesKey: randomBytes(32), writeFormat: 'aws-cse-v2' },
     });
     gc();
+    dataPath = store.dataPath;
     baselineRss = process.memoryUsage().rss;
-    process.stderr.write(`s3cryptfs engine bench: ${SIZE / MiB} MiB, part ${PART / MiB} MiB, concurrency ${CONCURRENCY}, ${config.cipher}, chunk ${CHUNK / 1024} KiB, node ${process.version}\n`);
+    process.stderr.write(`s3cryptfs engine bench: ${SIZE / MiB} MiB, part ${PART / MiB} MiB, concurrency ${CONCURRENCY}, ${config.cipher}, chunk ${CHUNK / 1024} KiB, store data path ${store.dataPath}, node ${process.version}\n`);
 
     const results: Result[] = [];
     for (let round = 0; round < ROUNDS; round++) {
@@ -168,6 +187,11 @@ async function main(): Promise<void> {
         await w.close();
       }));
       results.push(await measure('plain get', () => plainGet(client, 'bench', 'plain.bin')));
+      results.push(await measure('store get', async () => {
+        const n = await drain((await store.getStream('bench', 'plain.bin')).stream);
+        if (n !== SIZE) throw new Error(`store GET returned ${n} bytes`);
+      }));
+      results.push(await measure('store range', () => storeRanges(store, 'bench', 'plain.bin')));
       results.push(await measure('engine get', async () => {
         const n = await drain(engine.readStream('data.bin'));
         if (n !== SIZE) throw new Error(`engine GET returned ${n} bytes`);
@@ -192,6 +216,7 @@ async function main(): Promise<void> {
 }
 
 let baselineRss = 0;
+let dataPath = '';
 
 function report(results: Result[]): void {
   // Best round per phase: the machine is shared and noisy.
@@ -216,6 +241,11 @@ function report(results: Result[]): void {
       `CPU ${(e.cpuSeconds / p.cpuSeconds).toFixed(2)}x, peak RSS ${(e.peakRss / MiB).toFixed(0)} MiB ` +
       `(goal <= 200: ${e.peakRss <= 200 * MiB ? 'met' : 'NOT met'})`,
     );
+  }
+  const plainGet = g('plain get');
+  for (const name of ['store get', 'store range']) {
+    const r = g(name);
+    console.log(`${name} (${dataPath}): CPU ${(r.cpuSeconds / plainGet.cpuSeconds).toFixed(2)}x of plain SDK get, throughput ${(plainGet.seconds / r.seconds).toFixed(2)}x`);
   }
   for (const op of ['put', 'get']) {
     const a = g(`aws-gcm ${op}`);
