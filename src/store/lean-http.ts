@@ -62,6 +62,12 @@ export class S3ResponseError extends Error {
   }
 }
 
+interface ClientConfig {
+  credentials: Provider<AwsCredentialIdentity>;
+  sha256: ChecksumConstructor;
+  systemClockOffset?: number;
+}
+
 interface ResolvedEndpoint {
   protocol: 'http:' | 'https:';
   hostname: string;
@@ -74,6 +80,17 @@ interface ResolvedEndpoint {
 const RETRYABLE_STATUS = new Set([500, 502, 503, 504, 429]);
 const THROTTLING_CODES = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'TooManyRequests', 'RequestLimitExceeded']);
 const TRANSIENT_CODES = new Set(['RequestTimeout', 'RequestTimeoutException', 'InternalError']);
+/** Answers to a request signed with a clock the server disagrees with (the SDK's list). */
+const CLOCK_SKEW_CODES = new Set([
+  'AuthFailure',
+  'InvalidSignatureException',
+  'RequestExpired',
+  'RequestInTheFuture',
+  'RequestTimeTooSkewed',
+  'SignatureDoesNotMatch',
+]);
+/** The SDK retries a skew error only when the correction is at least this large. */
+const SKEW_RETRY_THRESHOLD_MS = 240_000;
 const RETRYABLE_NETWORK_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND']);
 /** Error bodies are small XML documents; anything longer is cut. */
 const MAX_ERROR_BODY = 64 * 1024;
@@ -83,10 +100,7 @@ export class LeanS3 {
   private readonly endpoints = new Map<string, Promise<ResolvedEndpoint>>();
 
   constructor(private readonly cfg: LeanConfig) {
-    const config = cfg.client.config as unknown as {
-      credentials: Provider<AwsCredentialIdentity>;
-      sha256: ChecksumConstructor;
-    };
+    const config = this.clientConfig();
     this.signer = new SignatureV4({
       credentials: config.credentials,
       region: cfg.region,
@@ -96,6 +110,10 @@ export class LeanS3 {
       uriEscapePath: false,
       applyChecksum: true,
     });
+  }
+
+  private clientConfig(): ClientConfig {
+    return this.cfg.client.config as unknown as ClientConfig;
   }
 
   /**
@@ -122,6 +140,7 @@ export class LeanS3 {
         return { status, headers: res.headers, body: res, $metadata: { httpStatusCode: status, attempts: attempt } };
       }
       let error: S3ResponseError;
+      const offsetBefore = this.clientConfig().systemClockOffset ?? 0;
       try {
         error = await readError(res, attempt);
       } catch (err) {
@@ -132,7 +151,8 @@ export class LeanS3 {
         await sleep(backoffDelayMs(attempt), req.signal);
         continue;
       }
-      if (attempt >= this.cfg.maxAttempts || !isRetryableResponse(error)) throw error;
+      const skewCorrected = this.sampleClockSkew(res.headers, error, offsetBefore);
+      if (attempt >= this.cfg.maxAttempts || !(skewCorrected || isRetryableResponse(error))) throw error;
       await sleep(backoffDelayMs(attempt), req.signal);
     }
   }
@@ -156,7 +176,9 @@ export class LeanS3 {
       headers,
       body,
     };
-    const signed = await this.signer.sign(toSign, { signingRegion: endpoint.signingRegion });
+    // Skew-corrected like the SDK's signer; the offset lives in the shared client config.
+    const signingDate = new Date(Date.now() + (this.clientConfig().systemClockOffset ?? 0));
+    const signed = await this.signer.sign(toSign, { signingRegion: endpoint.signingRegion, signingDate });
     req.signal?.throwIfAborted();
     const query = req.query ? new URLSearchParams(req.query).toString() : '';
     const agent = endpoint.protocol === 'https:' ? this.cfg.httpsAgent : this.cfg.httpAgent;
@@ -175,6 +197,22 @@ export class LeanS3 {
       this.armTimeouts(request);
       request.end(body);
     });
+  }
+
+  /**
+   * As the SDK does on an error response: adopt the server's clock (its Date header) as the
+   * signing offset. True if the error was a clock-skew rejection this correction should cure.
+   */
+  private sampleClockSkew(headers: http.IncomingHttpHeaders, error: S3ResponseError, offsetBefore: number): boolean {
+    const date = headers.date;
+    if (date === undefined || headers.age !== undefined) return false;
+    const serverTime = Date.parse(date);
+    if (Number.isNaN(serverTime)) return false;
+    const offset = serverTime - Date.now();
+    const config = this.clientConfig();
+    config.systemClockOffset = offset;
+    const code = error.Code ?? error.name;
+    return CLOCK_SKEW_CODES.has(code) && Math.abs(offset) >= SKEW_RETRY_THRESHOLD_MS && Math.abs(offset - offsetBefore) >= 1000;
   }
 
   /** The connect and socket-idle timeouts of the SDK's NodeHttpHandler, with its error names. */

@@ -301,3 +301,35 @@ t.test('GET and PUT signing headers as the SDK path sends them', async (t) => {
   t.equal((await sdk.getObject(bucket, keyed)).body.toString(), 'odd', 'keys needing escapes round-trip');
   t.equal((await lean.getObject(bucket, keyed)).body.toString(), 'odd');
 });
+
+t.test('a clock-skew rejection adopts the server clock and is retried once, as the SDK does', async (t) => {
+  const target = new URL(server.endpoint);
+  const seen: http.IncomingHttpHeaders[] = [];
+  const ahead = 300_000; // past the SDK's 4-minute threshold, within s3rver's own 15-minute tolerance
+  const srv = http.createServer((req, res) => {
+    seen.push(req.headers);
+    if (seen.length === 1) {
+      req.resume();
+      const xml = '<Error><Code>RequestTimeTooSkewed</Code><Message>skewed</Message></Error>';
+      res.writeHead(403, { date: new Date(Date.now() + ahead).toUTCString(), 'content-length': Buffer.byteLength(xml) });
+      res.end(xml);
+      return;
+    }
+    const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers, agent: false }, (ur) => {
+      res.writeHead(ur.statusCode ?? 502, ur.headers);
+      ur.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => { srv.closeAllConnections(); srv.close(() => resolve()); }));
+  const store = storeFor({ endpoint: `http://127.0.0.1:${(srv.address() as AddressInfo).port}` }, { dataPath: 'lean' });
+  t.teardown(() => store.destroy());
+  t.ok((await store.getRange(bucket, 'lean/object', 0, 100)).equals(object.subarray(0, 100)));
+  t.equal(seen.length, 2);
+  t.equal(store.stats.retries, 1);
+  const amzDate = (h: http.IncomingHttpHeaders) => Date.parse(String(h['x-amz-date']).replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, '$1-$2-$3T$4:$5:$6Z'));
+  const shift = amzDate(seen[1]) - amzDate(seen[0]);
+  t.ok(Math.abs(shift - ahead) < 30_000, `the retry is signed with the server's clock (shifted ${shift} ms)`);
+});
