@@ -230,6 +230,26 @@ export class ChunkFetcher {
     return waiting.map((d) => d.promise);
   }
 
+  /**
+   * A sequential reader's stream: one GET for chunks a..last, decoded in order but never past the
+   * chunks it was asked for (`until`, exclusive; see SequentialStream.extend), so it holds at most
+   * one chunk of undecoded bytes and the socket does the rest of the buffering (backpressure).
+   */
+  openStream(a: number, last: number, until: number): SequentialStream {
+    return new SequentialStream(this, this.ctx, a, Math.min(last, this.chunkTotal - 1), until);
+  }
+
+  /** @internal for SequentialStream: a tracked promise for chunk i. */
+  track(i: number): Deferred<Buffer> {
+    return this.trackChunks(i, i)[0];
+  }
+
+  /** @internal for SequentialStream: buffered GET of chunks a..b (resumes and retries). */
+  fetchSealed(a: number, b: number): Promise<Buffer> {
+    const range = ciphertextRangeOfChunks({ first: a, last: b }, this.size, this.ctx.config.chunkSize);
+    return this.getRange(range.start, range.endExclusive);
+  }
+
   private async getRange(start: number, endExclusive: number): Promise<Buffer> {
     const { store, bucket, stats } = this.ctx;
     stats.rangeRequests++;
@@ -252,5 +272,136 @@ export class ChunkFetcher {
       throw new IntegrityError('BAD_CHUNK_SIZE', `object "${this.path}" has chunk size ${cipher.chunkSize}, the bucket uses ${this.ctx.config.chunkSize}`);
     }
     return cipher;
+  }
+}
+
+/**
+ * One streaming GET serving a sequential reader. Chunks [next, until) are registered in the cache
+ * as in flight, so the reader's reads (and other readers) join them instead of fetching again; the
+ * stream decodes up to `until` and then waits for extend(), which the readahead calls as the reader
+ * moves on. cancel() (a seek, a close) lets it finish the chunks already promised and stop. A body
+ * that breaks off is finished with a buffered, retrying GET; an integrity failure rejects the
+ * chunks promised and ends the stream.
+ */
+export class SequentialStream {
+  /** Next chunk to decode. */
+  private next: number;
+  private _until: number;
+  private done = false;
+  private cancelled = false;
+  private wake: (() => void) | null = null;
+  private readonly promised = new Map<number, Deferred<Buffer>>();
+
+  constructor(
+    private readonly fetcher: ChunkFetcher,
+    private readonly ctx: EngineContext,
+    readonly first: number,
+    /** Last chunk of the GET's range. */
+    readonly last: number,
+    until: number,
+  ) {
+    this.next = first;
+    this._until = first;
+    this.extend(until);
+    this.run().catch((err: unknown) => this.fail(err));
+  }
+
+  /** Chunks below this are promised (exclusive). */
+  get until(): number {
+    return this._until;
+  }
+
+  /** True while extend() can still promise more chunks. */
+  get open(): boolean {
+    return !this.done && !this.cancelled && this._until <= this.last;
+  }
+
+  /** Promises chunks up to `to` (exclusive, capped at the range's end); returns where it now stops. */
+  extend(to: number): number {
+    if (this.done || this.cancelled) return this._until;
+    const end = Math.min(to, this.last + 1);
+    for (let i = this._until; i < end; i++) {
+      // Chunks already cached or fetched by someone else are passed over, not decoded twice.
+      if (this.fetcher.isMissing(i)) this.promised.set(i, this.fetcher.track(i));
+    }
+    if (end > this._until) {
+      this.ctx.stats.chunksPrefetched += end - this._until;
+      this._until = end;
+    }
+    this.wake?.();
+    return this._until;
+  }
+
+  /** Stops after the chunks already promised. */
+  cancel(): void {
+    this.cancelled = true;
+    this.wake?.();
+  }
+
+  private async run(): Promise<void> {
+    const { ctx, fetcher } = this;
+    const chunkSize = ctx.config.chunkSize;
+    const cipher = await fetcher.cipher();
+    const range = ciphertextRangeOfChunks({ first: this.first, last: this.last }, fetcher.size, chunkSize);
+    ctx.stats.rangeRequests++;
+    let stream: Readable;
+    try {
+      ({ stream } = await ctx.store.getStream(ctx.bucket, fetcher.key, { start: range.start, endExclusive: range.endExclusive, ifMatch: fetcher.etag }));
+    } catch (err) {
+      throw mapReadError(err, fetcher.path);
+    }
+    const queue = new ByteQueue();
+    const scratch = Buffer.allocUnsafe(chunkSize + TAG_SIZE);
+    try {
+      outer: for await (const piece of stream as AsyncIterable<Buffer>) {
+        ctx.stats.bytesFetched += piece.length;
+        queue.push(piece);
+        for (;;) {
+          if (this.next > this.last) break outer;
+          while (this.next >= this._until) {
+            if (this.cancelled) break outer;
+            await new Promise<void>((resolve) => { this.wake = resolve; });
+            this.wake = null;
+          }
+          const len = chunkPlainLength(this.next, fetcher.size, chunkSize) + TAG_SIZE;
+          if (queue.length < len) break;
+          const sealed = queue.take(len, scratch);
+          const d = this.promised.get(this.next);
+          if (d) this.deliver(this.next, d, cipher.openChunk(this.next, fetcher.chunkTotal, sealed));
+          this.next++;
+        }
+      }
+    } catch (err) {
+      if (err instanceof IntegrityError) throw err;
+      // Broken off: finished below.
+    } finally {
+      stream.destroy();
+    }
+    // From here on nothing new is promised; what was promised and not received comes by a buffered GET.
+    this.done = true;
+    const from = this.next;
+    const to = this._until - 1;
+    if (from > to || this.promised.size === 0) return;
+    const body = await fetcher.fetchSealed(from, to);
+    let pos = 0;
+    for (let i = from; i <= to; i++) {
+      const len = chunkPlainLength(i, fetcher.size, chunkSize) + TAG_SIZE;
+      const d = this.promised.get(i);
+      if (d) this.deliver(i, d, cipher.openChunk(i, fetcher.chunkTotal, body.subarray(pos, pos + len)));
+      pos += len;
+    }
+  }
+
+  private deliver(i: number, d: Deferred<Buffer>, plain: Buffer): void {
+    this.ctx.stats.bytesDecrypted += plain.length;
+    this.ctx.cache.set(this.fetcher.version, i, plain);
+    this.promised.delete(i);
+    d.resolve(plain);
+  }
+
+  private fail(err: unknown): void {
+    this.done = true;
+    for (const d of this.promised.values()) d.reject(err);
+    this.promised.clear();
   }
 }

@@ -22,7 +22,6 @@ import { encodePosix, nowNs, type PosixMeta } from './attrs.js';
 import type { FsEngine } from './engine-port.js';
 import { FsError } from './errno.js';
 import { Mutex } from './mutex.js';
-import { SequentialPrefetch } from './prefetch.js';
 import type { Spool, SpoolDir } from './spool.js';
 
 export interface OpenFileDeps {
@@ -70,7 +69,6 @@ export class OpenFile {
   private spool: Spool | null = null;
   private reader: ObjectReader | null = null;
   private readerFor: string | null = null;
-  private prefetch: SequentialPrefetch | null = null;
   private readonly lock = new Mutex();
 
   constructor(
@@ -232,12 +230,9 @@ export class OpenFile {
   private async readObject(offset: number, length: number): Promise<Buffer> {
     const base = this.base;
     if (!base || base.size === 0) return Buffer.alloc(0);
+    // Sequential readers are detected (reordered kernel readahead included) and streamed by the
+    // engine reader's readahead: one reader per file, so each chunk is fetched and decrypted once.
     const reader = await this.getReader(base);
-    if (!this.prefetch && base.size > 2 * 1024 * 1024) {
-      const known = { etag: base.etag, size: ciphertextSize(base.size, this.deps.engine.config.chunkSize) };
-      this.prefetch = new SequentialPrefetch(base.size, () => this.deps.engine.openReader(this.path, known));
-    }
-    this.prefetch?.onRead(offset, length);
     return reader.read(offset, Math.min(length, base.size - offset));
   }
 
@@ -259,8 +254,6 @@ export class OpenFile {
     this.reader?.close();
     this.reader = null;
     this.readerFor = null;
-    this.prefetch?.close();
-    this.prefetch = null;
   }
 
   private async appendStream(data: Uint8Array): Promise<void> {
