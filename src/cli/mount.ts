@@ -26,6 +26,12 @@ import { formatS3Url, parseS3Url } from './s3url.js';
 const DEFAULT_UNMOUNT_TIMEOUT_S = 60;
 /** Default --upload-memory: 3 parts of 8 MiB (2 in flight), docs/semantics.md "Reads, readahead and memory". */
 export const DEFAULT_UPLOAD_MEMORY = 24 * 1024 * 1024;
+/**
+ * Default --cache-size of a mount (the engine's own default is 32 MiB): the kernel's page cache
+ * keeps what was read, and sequential readers release what they consumed, so 16 MiB (an 8 MiB
+ * readahead window plus random reads' chunks) keeps the daemon's peak RSS lower at no read speed.
+ */
+export const DEFAULT_MOUNT_CACHE = 16 * 1024 * 1024;
 
 /**
  * The mount's upload memory budget: a file being written holds the part it fills plus the parts in
@@ -57,7 +63,7 @@ export const mountCommand: CliCommand = {
         'dir-ttl': { type: 'number', group: MOUNT_GROUP, requiresArg: true, describe: `Seconds directory listings are cached [default: ${DEFAULT_DIR_TTL_MS / 1000}]` },
         'negative-ttl': { type: 'number', group: MOUNT_GROUP, requiresArg: true, describe: `Seconds "no such file" answers are cached [default: ${DEFAULT_NEGATIVE_TTL_MS / 1000}]` },
         'upload-memory': { type: 'string', group: MOUNT_GROUP, requiresArg: true, describe: `Ciphertext buffered per file being uploaded (the part being filled and those in flight, 8 MiB each, at least 2); also the most kept for reuse [default: ${DEFAULT_UPLOAD_MEMORY / 2 ** 20}M]` },
-        'cache-size': { type: 'string', group: MOUNT_GROUP, requiresArg: true, describe: 'Decrypted chunk cache shared by all readers, e.g. 256M [default: 32M]' },
+        'cache-size': { type: 'string', group: MOUNT_GROUP, requiresArg: true, describe: 'Decrypted chunk cache shared by all readers, e.g. 256M [default: 16M]' },
         'spool-dir': { type: 'string', group: MOUNT_GROUP, requiresArg: true, describe: 'Directory for the (encrypted) spool files of files being modified [default: $TMPDIR]' },
         'unmount-timeout': { type: 'number', group: MOUNT_GROUP, requiresArg: true, describe: `Seconds to wait at unmount for files still open for writing [default: ${DEFAULT_UNMOUNT_TIMEOUT_S}]` },
         fuse: { type: 'string', group: MOUNT_GROUP, choices: [...BINDING_NAMES], requiresArg: true, describe: `FUSE binding [default: ${DEFAULT_BINDING}, else fuse-native when it cannot mount here]` },
@@ -157,7 +163,7 @@ async function mountForeground(args: Args, rt: Runtime, child: boolean): Promise
   const url = parseS3Url(String(args.location), 'location');
   const mnt = path.resolve(String(args.mountpoint));
   const opts = fsOptions(args);
-  let cacheBytes: number | undefined;
+  let cacheBytes = DEFAULT_MOUNT_CACHE;
   if (args['cache-size'] !== undefined) {
     cacheBytes = parseSize(String(args['cache-size']));
     if (!Number.isSafeInteger(cacheBytes) || cacheBytes < 0) throw new CliError(ExitCode.USAGE, `--cache-size: expected a size (e.g. 256M), got "${String(args['cache-size'])}"`);

@@ -24,3 +24,12 @@ t.test('docs/cli.md covers every command and option', async (t) => {
     t.same(missing, [], `${name}: every option is in docs/cli.md`);
   }
 });
+
+t.test('docs/cli.md states the mount --cache-size default that mount --help shows', async (t) => {
+  const doc = await readFile(path.join(ROOT, 'docs', 'cli.md'), 'utf8');
+  const home = await tempDir(t);
+  const r = await runCli(['mount', '--help'], { env: { ...baseEnv(home), COLUMNS: '200' } });
+  const shown = /--cache-size[^\n]*\[default: ([0-9]+[KMG]?)\]/.exec(r.stdout)?.[1];
+  t.equal(shown, '16M', 'mount --help: --cache-size default 16M');
+  t.match(doc, /\| `--cache-size SIZE` \| Decrypted chunk cache shared by all readers \(default `16M`/, 'docs/cli.md says the same');
+});
