@@ -1,6 +1,7 @@
 // Our own retry policy for the one failure the SDK cannot retry: a response
 // body that breaks off after the headers arrived (the SDK has already
-// returned by then). Request-level retries stay with the SDK.
+// returned by then). Request-level retries are the SDK's, or on the lean data
+// path (lean-http.ts) its own with the same backoff.
 
 const BASE_DELAY_MS = 100;
 const MAX_DELAY_MS = 5_000;
