@@ -94,3 +94,48 @@ t.test('never requests past the last chunk; maxBytes 0 disables readahead', asyn
   for (let i = 0; i < 20; i++) none.onRead(i * CHUNK, CHUNK, i);
   t.equal(off.requests.length, 0, 'no prefetch');
 });
+
+/** Records streams: each one's start, range end, promised limit, cancellation. */
+function streamRecorder(chunkTotal: number) {
+  const rec = recorder(chunkTotal);
+  const streams: { first: number; last: number; until: number; cancelled: boolean }[] = [];
+  const target = {
+    ...rec.target,
+    openStream(first: number, last: number, until: number) {
+      const s = {
+        first, last: Math.min(last, chunkTotal - 1), until: first, cancelled: false,
+        get open() { return !s.cancelled && s.until <= s.last; },
+        extend(to: number) { if (!s.cancelled) s.until = Math.max(s.until, Math.min(to, s.last + 1)); return s.until; },
+        cancel() { s.cancelled = true; },
+      };
+      s.extend(until);
+      streams.push(s);
+      return s;
+    },
+  };
+  return { requests: rec.requests, streams, target };
+}
+
+t.test('from a window of 8 chunks on, one stream is kept a window ahead; a seek cancels it', async (t) => {
+  const rec = streamRecorder(100_000);
+  const ra = new Readahead(rec.target as never, { chunkSize: CHUNK, maxBytes: 8 * MiB });
+  for (let off = 0; off < 64 * MiB; off += MiB) {
+    ra.onRead(off, MiB, (off + MiB) / CHUNK - 1);
+    if (rec.streams.length === 1) {
+      const s = rec.streams[0];
+      const next = (off + MiB) / CHUNK;
+      t.ok(s.until <= next + ra.window && s.until >= next, `stream promised up to ${s.until}, reader at ${next}, window ${ra.window}`);
+    }
+  }
+  t.equal(rec.streams.length, 1, 'one stream for 64 MiB of sequential reads');
+  t.ok(rec.requests.every(([, b]) => b < rec.streams[0].first), 'ranged prefetches only before the stream starts');
+  t.equal(ra.window, 2 * MiB / CHUNK, 'a stream\'s window stops at 2 MiB (streamWindowBytes default)');
+  ra.onRead(900 * MiB, 4 * KiB, 900 * MiB / CHUNK);
+  t.ok(rec.streams[0].cancelled, 'a seek cancels the stream');
+  t.equal(ra.window, 0, 'and resets the window');
+  for (let off = 900 * MiB; off < 920 * MiB; off += MiB) ra.onRead(off, MiB, (off + MiB) / CHUNK - 1);
+  t.equal(rec.streams.length, 2, 'a new sequential run opens a new stream');
+  t.ok(rec.streams[1].first > 900 * MiB / CHUNK, 'starting after the new position');
+  ra.reset();
+  t.ok(rec.streams[1].cancelled, 'reset (close) cancels it');
+});
