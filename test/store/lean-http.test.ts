@@ -333,3 +333,25 @@ t.test('a clock-skew rejection adopts the server clock and is retried once, as t
   const shift = amzDate(seen[1]) - amzDate(seen[0]);
   t.ok(Math.abs(shift - ahead) < 30_000, `the retry is signed with the server's clock (shifted ${shift} ms)`);
 });
+
+t.test('a server that ignores Range: the whole body is sliced to the asked window', async (t) => {
+  const target = new URL(server.endpoint);
+  const srv = http.createServer((req, res) => {
+    const { range: _dropped, ...headers } = req.headers;
+    const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers, agent: false }, (ur) => {
+      res.writeHead(ur.statusCode ?? 502, ur.headers);
+      ur.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => { srv.closeAllConnections(); srv.close(() => resolve()); }));
+  const store = storeFor({ endpoint: `http://127.0.0.1:${(srv.address() as AddressInfo).port}` }, { dataPath: 'lean' });
+  t.teardown(() => store.destroy());
+  t.ok((await store.getRange(bucket, 'lean/object', 1000, 70_000)).equals(object.subarray(1000, 70_000)), 'getRange');
+  const { stream, info } = await store.getStream(bucket, 'lean/object', { start: 5, endExclusive: 500_000 });
+  t.ok((await readStream(stream)).equals(object.subarray(5, 500_000)), 'getStream');
+  t.equal(info.size, object.length, 'size from Content-Length of the whole body');
+  await t.rejects(store.getRange(bucket, 'lean/object', 0, object.length + 1), { code: 'InvalidRange' });
+});
