@@ -189,8 +189,25 @@ export class LeanS3 {
       port: endpoint.port,
       path: query ? `${path}?${query}` : path,
       headers: signed.headers,
-      signal: req.signal,
     });
+    // Not http.request's `signal` option: an abort after the body was read (a reader closing its
+    // stream aborts at every close) then destroyed a socket already back in the keep-alive pool, an
+    // unhandled 'error' that killed the process. An abort cuts only a response still arriving.
+    const signal = req.signal;
+    if (signal) {
+      let response: http.IncomingMessage | undefined;
+      const onAbort = () => {
+        if (!response) request.destroy(abortError(signal));
+        else if (!response.complete) response.destroy(abortError(signal));
+      };
+      const detach = () => signal.removeEventListener('abort', onAbort);
+      signal.addEventListener('abort', onAbort, { once: true });
+      request.once('response', (res: http.IncomingMessage) => {
+        response = res;
+        res.once('end', detach);
+      });
+      request.once('close', detach);
+    }
     return new Promise<http.IncomingMessage>((resolve, reject) => {
       request.on('error', reject); // stays attached: a late error must not go unhandled
       request.once('response', resolve);
@@ -349,4 +366,10 @@ function xmlText(xml: string, tag: string): string | undefined {
     .replace(/&quot;/g, '"')
     .replace(/&apos;/g, "'")
     .replace(/&amp;/g, '&');
+}
+
+function abortError(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  if (reason instanceof Error) return reason;
+  return Object.assign(new Error('The operation was aborted'), { name: 'AbortError', code: 'ABORT_ERR' });
 }
