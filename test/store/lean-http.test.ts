@@ -355,3 +355,29 @@ t.test('a server that ignores Range: the whole body is sliced to the asked windo
   t.equal(info.size, object.length, 'size from Content-Length of the whole body');
   await t.rejects(store.getRange(bucket, 'lean/object', 0, object.length + 1), { code: 'InvalidRange' });
 });
+
+t.test('an abort after the body was read leaves the pooled socket alone', async (t) => {
+  const { proxy, store } = await throughProxy(t, () => ({ kind: 'forward' }));
+  for (let i = 0; i < 3; i++) {
+    const controller = new AbortController();
+    const got = await store.getRange(bucket, 'lean/object', i * 1000, i * 1000 + 5000, { signal: controller.signal });
+    t.ok(got.equals(object.subarray(i * 1000, i * 1000 + 5000)));
+    const { stream } = await store.getStream(bucket, 'lean/object', { start: 0, endExclusive: 5000, signal: controller.signal });
+    let n = 0;
+    for await (const chunk of stream) {
+      n += (chunk as Buffer).length;
+      // As a reader closing its stream does: abort once it has what it wanted (the last byte may have
+      // arrived with the response not yet released to the pool), and again after it has been.
+      if (n === 5000) controller.abort();
+    }
+    t.equal(n, 5000);
+    await new Promise((resolve) => setImmediate(resolve));
+    const later = new AbortController();
+    t.equal((await store.getRange(bucket, 'lean/object', 0, 100, { signal: later.signal })).length, 100);
+    later.abort();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  t.ok((await store.getRange(bucket, 'lean/object', 0, 10)).equals(object.subarray(0, 10)), 'the store still reads');
+  t.equal(store.stats.retries, 0, 'no request met a destroyed socket');
+  t.equal(proxy.seen.length, 10);
+});
