@@ -33,6 +33,7 @@ import { newBucketConfig } from '../src/format/index.js';
 import { KeyFileSource, loadKeys } from '../src/keys/index.js';
 import { startEmbeddedS3 } from '../src/store/embedded-s3.js';
 import { ObjectStore } from '../src/store/store.js';
+import { launcherNodeFlags } from './launcher.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 const MiB = 1024 * 1024;
@@ -206,7 +207,8 @@ function profileSummary(profile: { nodes: ProfileNode[]; samples: number[]; time
 }
 
 async function startGatewayProcess(env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; endpoint: string }> {
-  const nodeArgs = (process.env.GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean); // e.g. --max-semi-space-size=64
+  // The launcher's own node flags (as an executable launch applies them), then any extra ones.
+  const nodeArgs = [...launcherNodeFlags(), ...(process.env.GATEWAY_NODE_ARGS ?? '').split(' ').filter(Boolean)];
   if (values.profile) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${env.BENCH_PROFILE_DIR}`);
   const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'bin', 's3cryptfs.js'), 'serve-s3', '--http-listen', '127.0.0.1:0'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';

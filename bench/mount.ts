@@ -45,6 +45,7 @@ import { parseArgs } from 'node:util';
 
 import { startEmbeddedS3 } from '../src/store/embedded-s3.js';
 import { ObjectStore, type StoreOptions } from '../src/store/store.js';
+import { launcherNodeFlags } from './launcher.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -197,7 +198,7 @@ function ourTarget(binding: string, env: NodeJS.ProcessEnv, location: string, mn
       const port = await freePort();
       admin = `http://127.0.0.1:${port}`;
       const args = [CLI, 'mount', location, mnt, ...(binding === 'default' ? [] : ['--fuse', binding]), '--admin-listen', `127.0.0.1:${port}`];
-      const c = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+      const c = spawn(process.execPath, [...launcherNodeFlags(), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
       child = c;
       await new Promise<void>((resolve, reject) => {
         let out = '';

@@ -3,7 +3,8 @@
  * writeback cache: fuse3-wb), fuse-native, and rclone mount of a crypt remote. Our filesystem
  * (EncryptedFileSystem + engine) runs in this process; rclone is a child process; the workload runs in
  * child processes (dd, perl, ls), as users would. Build first and run the compiled file so the
- * filesystem runs from dist/, not through tsx: `npm run bench:native` does both.
+ * filesystem runs from dist/, not through tsx: `npm run bench:native` does both, with the node flags of
+ * the launcher's shebang (bin/s3cryptfs.js), as the daemon runs.
  *
  *   npm run bench:native -- [--size MiB] [--s3-size MiB] [--entries N] [--clients N] [--stats N]
  *                           [--bindings fuse3,fuse3-wb,fuse-native,rclone] [--backends null,memory,s3] [--rounds N]
