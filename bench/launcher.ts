@@ -11,6 +11,7 @@ export const LAUNCHER = ['../bin/s3cryptfs.js', '../../bin/s3cryptfs.js']
   .find((p) => existsSync(p))!;
 
 export function launcherNodeFlags(): string[] {
+  if (process.env.BENCH_LAUNCHER_FLAGS === '0') return []; // for comparisons
   const first = readFileSync(LAUNCHER, 'utf8').split('\n', 1)[0]!;
   const m = /^#!\/usr\/bin\/env -S node(.*)$/.exec(first);
   return m ? m[1]!.trim().split(/\s+/).filter(Boolean) : [];
