@@ -302,11 +302,31 @@ t.test('GET and PUT signing headers as the SDK path sends them', async (t) => {
   t.equal((await lean.getObject(bucket, keyed)).body.toString(), 'odd');
 });
 
+/** Passes a request on to `target` with `headers`, and its answer back. */
+function forward(target: URL, req: http.IncomingMessage, res: http.ServerResponse, headers: http.IncomingHttpHeaders): void {
+  const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers, agent: false }, (ur) => {
+    res.writeHead(ur.statusCode ?? 502, ur.headers);
+    ur.pipe(res);
+  });
+  up.on('error', () => res.destroy());
+  req.pipe(up);
+}
+
+/** A lean-path store whose endpoint is `handler` on loopback (both closed at the end of `t`). */
+async function leanStoreBehind(t: Test, handler: http.RequestListener) {
+  const srv = http.createServer(handler);
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => { srv.closeAllConnections(); srv.close(() => resolve()); }));
+  const store = storeFor({ endpoint: `http://127.0.0.1:${(srv.address() as AddressInfo).port}` }, { dataPath: 'lean' });
+  t.teardown(() => store.destroy());
+  return store;
+}
+
 t.test('a clock-skew rejection adopts the server clock and is retried once, as the SDK does', async (t) => {
   const target = new URL(server.endpoint);
   const seen: http.IncomingHttpHeaders[] = [];
   const ahead = 300_000; // past the SDK's 4-minute threshold, within s3rver's own 15-minute tolerance
-  const srv = http.createServer((req, res) => {
+  const store = await leanStoreBehind(t, (req, res) => {
     seen.push(req.headers);
     if (seen.length === 1) {
       req.resume();
@@ -315,17 +335,8 @@ t.test('a clock-skew rejection adopts the server clock and is retried once, as t
       res.end(xml);
       return;
     }
-    const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers, agent: false }, (ur) => {
-      res.writeHead(ur.statusCode ?? 502, ur.headers);
-      ur.pipe(res);
-    });
-    up.on('error', () => res.destroy());
-    req.pipe(up);
+    forward(target, req, res, req.headers);
   });
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => { srv.closeAllConnections(); srv.close(() => resolve()); }));
-  const store = storeFor({ endpoint: `http://127.0.0.1:${(srv.address() as AddressInfo).port}` }, { dataPath: 'lean' });
-  t.teardown(() => store.destroy());
   t.ok((await store.getRange(bucket, 'lean/object', 0, 100)).equals(object.subarray(0, 100)));
   t.equal(seen.length, 2);
   t.equal(store.stats.retries, 1);
@@ -336,19 +347,10 @@ t.test('a clock-skew rejection adopts the server clock and is retried once, as t
 
 t.test('a server that ignores Range: the whole body is sliced to the asked window', async (t) => {
   const target = new URL(server.endpoint);
-  const srv = http.createServer((req, res) => {
+  const store = await leanStoreBehind(t, (req, res) => {
     const { range: _dropped, ...headers } = req.headers;
-    const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers, agent: false }, (ur) => {
-      res.writeHead(ur.statusCode ?? 502, ur.headers);
-      ur.pipe(res);
-    });
-    up.on('error', () => res.destroy());
-    req.pipe(up);
+    forward(target, req, res, headers);
   });
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => { srv.closeAllConnections(); srv.close(() => resolve()); }));
-  const store = storeFor({ endpoint: `http://127.0.0.1:${(srv.address() as AddressInfo).port}` }, { dataPath: 'lean' });
-  t.teardown(() => store.destroy());
   t.ok((await store.getRange(bucket, 'lean/object', 1000, 70_000)).equals(object.subarray(1000, 70_000)), 'getRange');
   const { stream, info } = await store.getStream(bucket, 'lean/object', { start: 5, endExclusive: 500_000 });
   t.ok((await readStream(stream)).equals(object.subarray(5, 500_000)), 'getStream');
