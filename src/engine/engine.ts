@@ -129,12 +129,8 @@ export class Engine {
     const key = normalizePrefix(prefix) + CONFIG_OBJECT_NAME;
     const already = () => new EngineError('ALREADY_INITIALIZED', `s3://${bucket}/${key} already exists: this prefix is already initialized`);
     if (await store.head(bucket, key)) throw already();
-    try {
-      await store.put(bucket, key, Buffer.from(encodeConfig(config), 'utf8'), { contentType: 'application/json', ifNoneMatch: '*' });
-    } catch (err) {
-      if (isStoreError(err, 'PreconditionFailed')) throw already();
-      throw err;
-    }
+    const written = await putIfAbsent(store, bucket, key, Buffer.from(encodeConfig(config), 'utf8'), { contentType: 'application/json' });
+    if (!written) throw already();
   }
 
   /** The S3 key a file path is stored under. */
@@ -254,12 +250,9 @@ export class Engine {
   async mkdirMarker(dir: string, opts: { attributes?: Record<string, string>; ifMissing?: boolean } = {}): Promise<void> {
     const key = this.ctx.paths.markerKey(dir);
     const metadata = opts.attributes ? attributesMetadata(this.ctx, key, opts.attributes) : undefined;
-    try {
-      await this.ctx.store.put(this.bucket, key, Buffer.alloc(0), { contentType: DIR_CONTENT_TYPE, metadata, ifNoneMatch: opts.ifMissing ? '*' : undefined });
-    } catch (err) {
-      if (opts.ifMissing && isStoreError(err, 'PreconditionFailed')) return;
-      throw err;
-    }
+    const put = { contentType: DIR_CONTENT_TYPE, metadata };
+    if (opts.ifMissing) await putIfAbsent(this.ctx.store, this.bucket, key, Buffer.alloc(0), put);
+    else await this.ctx.store.put(this.bucket, key, Buffer.alloc(0), put);
   }
 
   /** The directory's attributes and attribute index (one GET of its marker; see dir-index.ts). */
@@ -380,4 +373,25 @@ async function loadConfig(store: EngineStore, bucket: string, prefix: string): P
     throw err;
   }
   return parseConfig(body.toString('utf8'));
+}
+
+/**
+ * PUT with If-None-Match: *; false when the key exists. Backends without conditional writes (OpenStack
+ * Swift's s3api answers 501, s3rver ignores the header) get a HEAD and a plain PUT instead: not atomic
+ * against a concurrent writer of the same key, which for a config or a directory marker means the
+ * last of two simultaneous `init`s or mkdirs wins (docs/semantics.md).
+ */
+async function putIfAbsent(
+  store: EngineStore, bucket: string, key: string, data: Buffer, opts: { contentType?: string; metadata?: Record<string, string> },
+): Promise<boolean> {
+  try {
+    await store.put(bucket, key, data, { ...opts, ifNoneMatch: '*' });
+    return true;
+  } catch (err) {
+    if (isStoreError(err, 'PreconditionFailed')) return false;
+    if (!isStoreError(err, 'NotImplemented')) throw err;
+  }
+  if (await store.head(bucket, key)) return false;
+  await store.put(bucket, key, data, opts);
+  return true;
 }
