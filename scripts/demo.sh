@@ -7,4 +7,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec node bin/s3cryptfs.js demo "$@"
+exec ./bin/s3cryptfs.js demo "$@" # as an executable: its shebang adds the node flags
