@@ -153,15 +153,11 @@ export class ChunkFetcher {
       } else {
         cipher = await this.cipher();
       }
-      let pos = range.start - start;
-      for (let i = a; i <= b; i++) {
-        const len = chunkPlainLength(i, this.size, chunkSize) + TAG_SIZE;
-        const plain = cipher.openChunk(i, this.chunkTotal, body.subarray(pos, pos + len));
-        pos += len;
+      this.openSealed(cipher, a, b, body, range.start - start, (i, plain) => {
         this.ctx.stats.bytesDecrypted += plain.length;
         cache.set(this.version, i, plain);
         waiting[i - a].resolve(plain);
-      }
+      });
     };
     run().catch((err: unknown) => {
       header?.reject(err);
@@ -187,14 +183,7 @@ export class ChunkFetcher {
     };
     const run = async () => {
       const cipher = await this.cipher();
-      const range = ciphertextRangeOfChunks({ first: a, last: b }, this.size, chunkSize);
-      stats.rangeRequests++;
-      let stream: Readable;
-      try {
-        ({ stream } = await this.ctx.store.getStream(this.ctx.bucket, this.key, { start: range.start, endExclusive: range.endExclusive, ifMatch: this.etag }));
-      } catch (err) {
-        throw mapReadError(err, this.path);
-      }
+      const stream = await this.openSealedStream(a, b);
       const queue = new ByteQueue();
       const scratch = Buffer.allocUnsafe(chunkSize + TAG_SIZE);
       try {
@@ -215,14 +204,11 @@ export class ChunkFetcher {
       }
       if (next > b) return;
       // Broken off (or short): the rest with the buffered GET, which resumes and retries.
-      const rest = ciphertextRangeOfChunks({ first: next, last: b }, this.size, chunkSize);
-      const body = await this.getRange(rest.start, rest.endExclusive);
-      let pos = 0;
-      for (; next <= b; next++) {
-        const len = chunkPlainLength(next, this.size, chunkSize) + TAG_SIZE;
-        deliver(next, cipher.openChunk(next, this.chunkTotal, body.subarray(pos, pos + len)));
-        pos += len;
-      }
+      const body = await this.fetchSealed(next, b);
+      this.openSealed(cipher, next, b, body, 0, (i, plain) => {
+        deliver(i, plain);
+        next = i + 1;
+      });
     };
     run().catch((err: unknown) => {
       for (let i = next; i <= b; i++) waiting[i - a].reject(err);
@@ -244,10 +230,38 @@ export class ChunkFetcher {
     return this.trackChunks(i, i)[0];
   }
 
-  /** @internal for SequentialStream: buffered GET of chunks a..b (resumes and retries). */
+  /** Buffered GET of chunks a..b's ciphertext (resumes and retries). */
   fetchSealed(a: number, b: number): Promise<Buffer> {
     const range = ciphertextRangeOfChunks({ first: a, last: b }, this.size, this.ctx.config.chunkSize);
     return this.getRange(range.start, range.endExclusive);
+  }
+
+  /** Streaming GET of chunks a..b's ciphertext (counted, errors mapped like getRange's). */
+  async openSealedStream(a: number, b: number): Promise<Readable> {
+    const range = ciphertextRangeOfChunks({ first: a, last: b }, this.size, this.ctx.config.chunkSize);
+    this.ctx.stats.rangeRequests++;
+    try {
+      return (await this.ctx.store.getStream(this.ctx.bucket, this.key, { start: range.start, endExclusive: range.endExclusive, ifMatch: this.etag })).stream;
+    } catch (err) {
+      throw mapReadError(err, this.path);
+    }
+  }
+
+  /**
+   * Authenticates and decrypts chunks a..b, sealed back to back in `body` from `offset`, handing
+   * each to `each` in order; chunks `wanted` refuses are skipped undecrypted.
+   */
+  openSealed(
+    cipher: ObjectCipher, a: number, b: number, body: Buffer, offset: number,
+    each: (i: number, plain: Buffer) => void, wanted: (i: number) => boolean = () => true,
+  ): void {
+    const chunkSize = this.ctx.config.chunkSize;
+    let pos = offset;
+    for (let i = a; i <= b; i++) {
+      const len = chunkPlainLength(i, this.size, chunkSize) + TAG_SIZE;
+      if (wanted(i)) each(i, cipher.openChunk(i, this.chunkTotal, body.subarray(pos, pos + len)));
+      pos += len;
+    }
   }
 
   private async getRange(start: number, endExclusive: number): Promise<Buffer> {
@@ -342,14 +356,7 @@ export class SequentialStream {
     const { ctx, fetcher } = this;
     const chunkSize = ctx.config.chunkSize;
     const cipher = await fetcher.cipher();
-    const range = ciphertextRangeOfChunks({ first: this.first, last: this.last }, fetcher.size, chunkSize);
-    ctx.stats.rangeRequests++;
-    let stream: Readable;
-    try {
-      ({ stream } = await ctx.store.getStream(ctx.bucket, fetcher.key, { start: range.start, endExclusive: range.endExclusive, ifMatch: fetcher.etag }));
-    } catch (err) {
-      throw mapReadError(err, fetcher.path);
-    }
+    const stream = await fetcher.openSealedStream(this.first, this.last);
     const queue = new ByteQueue();
     const scratch = Buffer.allocUnsafe(chunkSize + TAG_SIZE);
     try {
@@ -383,13 +390,7 @@ export class SequentialStream {
     const to = this._until - 1;
     if (from > to || this.promised.size === 0) return;
     const body = await fetcher.fetchSealed(from, to);
-    let pos = 0;
-    for (let i = from; i <= to; i++) {
-      const len = chunkPlainLength(i, fetcher.size, chunkSize) + TAG_SIZE;
-      const d = this.promised.get(i);
-      if (d) this.deliver(i, d, cipher.openChunk(i, fetcher.chunkTotal, body.subarray(pos, pos + len)));
-      pos += len;
-    }
+    fetcher.openSealed(cipher, from, to, body, 0, (i, plain) => this.deliver(i, this.promised.get(i)!, plain), (i) => this.promised.has(i));
   }
 
   private deliver(i: number, d: Deferred<Buffer>, plain: Buffer): void {

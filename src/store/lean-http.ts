@@ -128,10 +128,7 @@ export class LeanS3 {
       try {
         res = await this.attempt(endpoint, req);
       } catch (err) {
-        if (req.signal?.aborted || attempt >= this.cfg.maxAttempts || !isRetryableNetworkError(err)) {
-          throw withAttempts(err, attempt);
-        }
-        await sleep(backoffDelayMs(attempt), req.signal);
+        await this.backoffOrThrow(req, err, attempt);
         continue;
       }
       const status = res.statusCode ?? 0;
@@ -145,16 +142,19 @@ export class LeanS3 {
         error = await readError(res, attempt);
       } catch (err) {
         // The error body itself broke off: treat like a dropped connection.
-        if (req.signal?.aborted || attempt >= this.cfg.maxAttempts || !isRetryableNetworkError(err)) {
-          throw withAttempts(err, attempt);
-        }
-        await sleep(backoffDelayMs(attempt), req.signal);
+        await this.backoffOrThrow(req, err, attempt);
         continue;
       }
       const skewCorrected = this.sampleClockSkew(res.headers, error, offsetBefore);
       if (attempt >= this.cfg.maxAttempts || !(skewCorrected || isRetryableResponse(error))) throw error;
       await sleep(backoffDelayMs(attempt), req.signal);
     }
+  }
+
+  /** After a network failure: waits out the backoff before the next attempt, or throws when it is final. */
+  private async backoffOrThrow(req: LeanRequest, err: unknown, attempt: number): Promise<void> {
+    if (req.signal?.aborted || attempt >= this.cfg.maxAttempts || !isRetryableNetworkError(err)) throw withAttempts(err, attempt);
+    await sleep(backoffDelayMs(attempt), req.signal);
   }
 
   private async attempt(endpoint: ResolvedEndpoint, req: LeanRequest): Promise<http.IncomingMessage> {
