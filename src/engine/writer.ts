@@ -1,11 +1,15 @@
 /**
  * Streaming encrypted upload. Plaintext is sealed serially as it arrives; the ciphertext collects
- * into parts of partSize. An object that fits in one part is stored with one PutObject at close;
+ * into parts of partSize. With the native AEAD addon (native-bindings/aead), each write's whole
+ * chunks are sealed as one run on the libuv threadpool straight into the part buffer, so the event
+ * loop serves other work (the next FUSE requests) meanwhile; one run is in flight per writer, and
+ * write() resolves once its data is sealed. Without the addon, node:crypto seals on the event loop. An object that fits in one part is stored with one PutObject at close;
  * otherwise a multipart upload starts when the first part is full, with at most uploadConcurrency
  * parts in flight (write() waits for a slot), so memory stays near (concurrency + 1) * partSize.
  * Any failure aborts the multipart upload: nothing partial ever becomes visible.
  */
-import { newObjectCipher, ObjectSealer } from '../format/index.js';
+import { nativeChunkRunPort } from '../../native-bindings/aead/index.js';
+import { newObjectCipher, ObjectSealer, sealedRunLength, type ChunkRunPort, type ObjectCipher } from '../format/index.js';
 import { attributesMetadata } from './attributes.js';
 import type { EngineContext } from './context.js';
 import { EngineError } from './errors.js';
@@ -16,6 +20,37 @@ const SEAL_SLICE = 1024 * 1024;
 const CONTENT_TYPE = 'application/octet-stream';
 /** S3's limit on parts per multipart upload. */
 const MAX_PARTS = 10_000;
+/** Runs with less plaintext are sealed on the event loop (still by the addon): a thread hop costs more. */
+const SYNC_RUN_BELOW = 64 * 1024;
+const EMPTY = new Uint8Array(0);
+
+let runPort: ChunkRunPort | null | undefined;
+
+/**
+ * How writers created from now on seal: through `port` (off the event loop), or with null through
+ * node:crypto on it. Returns the previous choice. Default: the native addon when it is built and
+ * S3CRYPTFS_NATIVE_AEAD is not 0. For tests and benchmarks.
+ */
+export function setChunkRunPort(port: ChunkRunPort | null): ChunkRunPort | null {
+  const prev = currentRunPort();
+  runPort = port;
+  return prev;
+}
+
+function currentRunPort(): ChunkRunPort | null {
+  if (runPort === undefined) runPort = nativeChunkRunPort();
+  return runPort;
+}
+
+/** The run path's state: the object's cipher, and the partial (or held-back full) last chunk. */
+interface Runs {
+  readonly cipher: ObjectCipher;
+  readonly port: ChunkRunPort;
+  readonly pending: Buffer;
+  pendingLen: number;
+  index: number;
+  headerSent: boolean;
+}
 
 type State = 'open' | 'closing' | 'closed' | 'failed';
 
@@ -67,7 +102,8 @@ export interface WriterCodec {
 }
 
 export class EngineWriter implements ObjectWriter {
-  private readonly sealer: Pick<ObjectSealer, 'push' | 'finish'>;
+  private readonly sealer: Pick<ObjectSealer, 'push' | 'finish'> | null;
+  private readonly runs: Runs | null = null;
   private readonly metadata: Record<string, string> | undefined;
   /** The part being filled, and how much of it is. */
   private part: Buffer | null = null;
@@ -96,7 +132,14 @@ export class EngineWriter implements ObjectWriter {
     private readonly codec?: WriterCodec,
   ) {
     const { config, keys } = ctx;
-    this.sealer = codec ?? new ObjectSealer(newObjectCipher(keys, { cipher: config.cipher, chunkSize: config.chunkSize }));
+    const port = codec ? null : currentRunPort();
+    if (port) {
+      const cipher = newObjectCipher(keys, { cipher: config.cipher, chunkSize: config.chunkSize });
+      this.sealer = null;
+      this.runs = { cipher, port, pending: Buffer.alloc(cipher.chunkSize), pendingLen: 0, index: 0, headerSent: false };
+    } else {
+      this.sealer = codec ?? new ObjectSealer(newObjectCipher(keys, { cipher: config.cipher, chunkSize: config.chunkSize }));
+    }
     this.metadata = opts.attributes ? attributesMetadata(ctx, key, opts.attributes) : undefined;
     const signal = opts.signal;
     if (signal) {
@@ -121,7 +164,8 @@ export class EngineWriter implements ObjectWriter {
     await this.throwIfFailed();
     this.state = 'closing';
     try {
-      await this.take(this.sealer.finish());
+      if (this.runs) await this.sealRun(EMPTY, true);
+      else await this.take(this.sealer!.finish());
       let etag: string;
       if (this.uploadId === null) {
         etag = await this.putSingle();
@@ -159,10 +203,16 @@ export class EngineWriter implements ObjectWriter {
     try {
       for (let pos = 0; pos < data.length; pos += SEAL_SLICE) {
         const slice = data.subarray(pos, Math.min(data.length, pos + SEAL_SLICE));
-        const sealed = this.sealer.push(slice);
-        this.bytesWritten += slice.length;
-        this.ctx.stats.bytesEncrypted += slice.length;
-        await this.take(sealed);
+        if (this.runs) {
+          await this.sealRun(slice, false);
+          this.bytesWritten += slice.length;
+          this.ctx.stats.bytesEncrypted += slice.length;
+        } else {
+          const sealed = this.sealer!.push(slice);
+          this.bytesWritten += slice.length;
+          this.ctx.stats.bytesEncrypted += slice.length;
+          await this.take(sealed);
+        }
         await this.throwIfFailed();
       }
     } catch (err) {
@@ -194,6 +244,72 @@ export class EngineWriter implements ObjectWriter {
         pos += n;
       }
     }
+  }
+
+  /**
+   * The run path: seals the whole chunks that `data` completes (a full chunk is held back until more
+   * data or close tells whether it is the last) as one run into the part buffer(s), then keeps the
+   * rest as the pending chunk. `data` is not referenced once this resolves.
+   */
+  private async sealRun(data: Uint8Array, final: boolean): Promise<void> {
+    const r = this.runs!;
+    const size = r.cipher.chunkSize;
+    if (!r.headerSent) {
+      r.headerSent = true;
+      await this.take([r.cipher.header]);
+    }
+    const total = r.pendingLen + data.length;
+    const chunks = final ? Math.max(1, Math.ceil(total / size)) : total === 0 ? 0 : Math.floor((total - 1) / size);
+    if (chunks > 0) {
+      const plain = final ? total : chunks * size;
+      const fromData = plain - r.pendingLen;
+      const src = r.pendingLen > 0 ? [r.pending.subarray(0, r.pendingLen), data.subarray(0, fromData)] : [data.subarray(0, fromData)];
+      const { dst, full } = await this.reserve(sealedRunLength(plain, size, final));
+      if (plain < SYNC_RUN_BELOW) r.cipher.sealRunSync(r.port, r.index, final, src, dst);
+      else await r.cipher.sealRun(r.port, r.index, final, src, dst);
+      r.index += chunks;
+      r.pendingLen = 0;
+      data = data.subarray(fromData);
+      await this.throwIfFailed();
+      // Parts this run filled: sealed now, so they can go.
+      for (const buf of full) await this.uploadPart(buf, buf);
+    }
+    r.pending.set(data, r.pendingLen);
+    r.pendingLen += data.length;
+    if (final) r.pending.fill(0);
+  }
+
+  /**
+   * Room for `length` bytes of ciphertext in the part buffer(s), as the run's destination. A part
+   * that was already full is sent first; parts the run will fill are returned in `full`, to be sent
+   * once it is sealed. Before taking another buffer for the run's rest it waits for an upload slot,
+   * so at most uploadConcurrency + 1 part buffers exist, as on the synchronous path (unless one
+   * chunk spans more parts than that: chunk size > part size).
+   */
+  private async reserve(length: number): Promise<{ dst: Buffer[]; full: Buffer[] }> {
+    const partSize = this.ctx.partSize;
+    const dst: Buffer[] = [];
+    const full: Buffer[] = [];
+    while (length > 0) {
+      if (this.part && this.filled === partSize) {
+        const done = this.part;
+        this.part = null;
+        this.filled = 0;
+        if (dst.length === 0) {
+          await this.uploadPart(done, done);
+        } else {
+          full.push(done);
+          while (this.inflight.size > 0 && this.inflight.size + full.length > this.ctx.uploadConcurrency) await Promise.race(this.inflight);
+          await this.throwIfFailed();
+        }
+      }
+      this.part ??= this.spare.pop() ?? this.pool.take(partSize) ?? Buffer.allocUnsafe(partSize);
+      const n = Math.min(partSize - this.filled, length);
+      dst.push(this.part.subarray(this.filled, this.filled + n));
+      this.filled += n;
+      length -= n;
+    }
+    return { dst, full };
   }
 
   private async putSingle(): Promise<string> {

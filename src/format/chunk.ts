@@ -44,3 +44,34 @@ export function openChunk(cipher: CipherName, key: Uint8Array, index: number, aa
   }
   return body;
 }
+
+/**
+ * Seals or opens a run of consecutive chunks of one object off the caller's thread: implemented by
+ * the native AEAD addon (native-bindings/aead) and injected by the engine, so this module stays
+ * pure. `src` and `dst` are each one byte stream split over buffers (a chunk may straddle two).
+ * The run's chunks get indexes index, index + 1, ...; with `final` its last chunk is the object's
+ * last (aadFinal, and it may be short or empty), otherwise every chunk is full. Same bytes as
+ * sealChunkParts per chunk, ciphertext || tag.
+ */
+export interface ChunkRunPort {
+  sealRun(
+    cipher: CipherName, key: Uint8Array, aadMiddle: Uint8Array, aadFinal: Uint8Array,
+    index: number, chunkSize: number, final: boolean, src: readonly Uint8Array[], dst: readonly Uint8Array[],
+  ): Promise<void>;
+  /** The same on the caller's thread: for runs too small to be worth a thread hop. */
+  sealRunSync(
+    cipher: CipherName, key: Uint8Array, aadMiddle: Uint8Array, aadFinal: Uint8Array,
+    index: number, chunkSize: number, final: boolean, src: readonly Uint8Array[], dst: readonly Uint8Array[],
+  ): void;
+  /** Resolves to -1, or to the index of the first chunk that failed authentication (then dst is zeroed). */
+  openRun(
+    cipher: CipherName, key: Uint8Array, aadMiddle: Uint8Array, aadFinal: Uint8Array,
+    index: number, chunkSize: number, final: boolean, src: readonly Uint8Array[], dst: readonly Uint8Array[],
+  ): Promise<number>;
+}
+
+/** Ciphertext bytes of a run of `plainLength` plaintext bytes (ChunkRunPort's rule for `final`). */
+export function sealedRunLength(plainLength: number, chunkSize: number, final: boolean): number {
+  const chunks = final ? Math.max(1, Math.ceil(plainLength / chunkSize)) : plainLength / chunkSize;
+  return plainLength + chunks * TAG_SIZE;
+}

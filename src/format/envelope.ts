@@ -11,7 +11,7 @@ import {
   WRAP_AAD_END, WRAP_NONCE_SIZE, type CipherName, type ObjectHeader,
 } from './header.js';
 import { deriveObjectKeys, type DerivedKeys } from './kdf.js';
-import { openChunk, sealChunk, sealChunkParts } from './chunk.js';
+import { openChunk, sealChunk, sealChunkParts, type ChunkRunPort } from './chunk.js';
 import { IntegrityError } from './errors.js';
 
 const DATA_KEY_SIZE = 32;
@@ -51,6 +51,19 @@ export class ObjectCipher {
   sealChunkParts(index: number, final: boolean, plaintext: Uint8Array): [Buffer, Buffer] {
     if (plaintext.length > this.chunkSize) throw new RangeError('chunk larger than chunk size');
     return sealChunkParts(this.cipher, this.contentKey, index, final ? this.aadFinal : this.aadMiddle, plaintext);
+  }
+
+  /**
+   * Seals chunks index, index + 1, ... from `src` into `dst` through `port` (ChunkRunPort: off the
+   * caller's thread). Same bytes as sealChunkParts chunk by chunk; the content key goes to the port only.
+   */
+  sealRun(port: ChunkRunPort, index: number, final: boolean, src: readonly Uint8Array[], dst: readonly Uint8Array[]): Promise<void> {
+    return port.sealRun(this.cipher, this.contentKey, this.aadMiddle, this.aadFinal, index, this.chunkSize, final, src, dst);
+  }
+
+  /** sealRun on the caller's thread. */
+  sealRunSync(port: ChunkRunPort, index: number, final: boolean, src: readonly Uint8Array[], dst: readonly Uint8Array[]): void {
+    port.sealRunSync(this.cipher, this.contentKey, this.aadMiddle, this.aadFinal, index, this.chunkSize, final, src, dst);
   }
 
   /** Opens chunk `index` of an object that has `chunkTotal` chunks; throws a classified IntegrityError. */

@@ -1,0 +1,160 @@
+// The writer's two sealing paths: runs of chunks sealed by the native addon off the event loop
+// (the default when it is built), and node:crypto on the event loop (setChunkRunPort(null), as
+// without the addon). Both must store the same format, byte for byte what ObjectSealer makes under
+// the object's key; a sealing failure must surface like an upload failure; one run at a time.
+import t, { type Test } from 'tap';
+
+import { EngineWriter, setChunkRunPort } from '../../src/engine/writer.js';
+import { nativeChunkRunPort } from '../../native-bindings/aead/index.js';
+import { ciphertextSize, HEADER_SIZE, ObjectSealer, openObjectHeader, type ChunkRunPort } from '../../src/format/index.js';
+import { CHUNK, DataGen, MiB, setupEngine, type EngineSetup } from './fixtures/setup.js';
+
+const native = nativeChunkRunPort();
+t.ok(native, 'the native AEAD addon is built and used by default (npm run build)');
+
+/** Runs `fn` with writers sealing through `port`, then restores the default. */
+async function withPort<T>(port: ChunkRunPort | null, fn: () => Promise<T>): Promise<T> {
+  const prev = setChunkRunPort(port);
+  try {
+    return await fn();
+  } finally {
+    setChunkRunPort(prev);
+  }
+}
+
+/** The stored object must be exactly what ObjectSealer makes from the plaintext under its header. */
+async function checkStored(t: Test, s: EngineSetup, key: string, plain: Buffer, what: string): Promise<void> {
+  const { body } = await s.store.getObject(s.bucket, key);
+  t.equal(body.length, ciphertextSize(plain.length, CHUNK), `${what}: stored size`);
+  const sealer = new ObjectSealer(openObjectHeader(s.keys, body.subarray(0, HEADER_SIZE)));
+  const want = Buffer.concat([...sealer.push(plain), ...sealer.finish()]);
+  t.ok(body.equals(want), `${what}: byte for byte what ObjectSealer makes`);
+}
+
+const gen = new DataGen();
+// Sizes around chunk and part boundaries (partSize 5 MiB: the header shifts chunks across parts).
+const SIZES = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK, 5 * MiB - HEADER_SIZE - 80 * 16, 11 * MiB + 3];
+/** Write sizes: one write, 1 MiB (FUSE's), odd sizes, and a mix of tiny and large ones. */
+const PATTERNS: Record<string, (i: number) => number> = {
+  whole: () => Number.MAX_SAFE_INTEGER,
+  '1MiB': () => MiB,
+  odd: () => 100_003,
+  mixed: (i) => [1, 7, CHUNK, 3 * MiB + 5, CHUNK - 1][i % 5]!,
+};
+
+for (const path of ['native', 'node:crypto'] as const) {
+  t.test(`${path}: objects of every size and write pattern read back and match the format exactly`, async (t) => {
+    const s = await setupEngine(t, { partSize: 5 * MiB, uploadConcurrency: 2 });
+    await withPort(path === 'native' ? native : null, async () => {
+      for (const size of SIZES) {
+        const plain = gen.bytes(0, size);
+        for (const [name, piece] of Object.entries(PATTERNS)) {
+          if (name !== 'whole' && name !== 'odd' && size < CHUNK) continue;
+          const file = `f-${size}-${name}`;
+          const w = s.engine.createWriter(file) as EngineWriter;
+          for (let pos = 0, i = 0; pos < size; i++) {
+            const n = Math.min(piece(i), size - pos);
+            await w.write(plain.subarray(pos, pos + n));
+            pos += n;
+          }
+          const { size: written } = await w.close();
+          t.equal(written, size, `${file}: size`);
+          t.ok((await s.engine.getBuffer(file)).equals(plain), `${file}: reads back`);
+          if (name === 'whole' || name === 'mixed' || size < CHUNK) await checkStored(t, s, w.key, plain, file);
+        }
+      }
+    });
+  });
+}
+
+t.test('native: one run in flight per writer, write() resolves only once its data is sealed', async (t) => {
+  const s = await setupEngine(t, { partSize: 5 * MiB });
+  let inflight = 0;
+  let max = 0;
+  let runs = 0;
+  const counting: ChunkRunPort = {
+    ...native!,
+    async sealRun(...a) {
+      runs++;
+      max = Math.max(max, ++inflight);
+      try {
+        await new Promise((r) => setTimeout(r, 2));
+        return await native!.sealRun(...a);
+      } finally {
+        inflight--;
+      }
+    },
+  };
+  const plain = gen.bytes(0, 12 * MiB + 5);
+  await withPort(counting, async () => {
+    const w = s.engine.createWriter('serial.bin');
+    // Not awaited one by one: the writer itself must keep the runs serial and in order.
+    const writes: Promise<void>[] = [];
+    for (let pos = 0; pos < plain.length; pos += MiB) {
+      const data = Buffer.from(plain.subarray(pos, pos + MiB));
+      const p = w.write(data);
+      // Once write() resolves the writer keeps no reference to the data: overwrite it.
+      writes.push(p.then(() => void data.fill(0xaa)));
+    }
+    await Promise.all(writes);
+    await w.close();
+  });
+  t.ok(runs >= 12, `sealed as runs (${runs})`);
+  t.equal(max, 1, 'never two runs in flight at once');
+  t.ok((await s.engine.getBuffer('serial.bin')).equals(plain), 'reads back (the data was not reused while sealing)');
+});
+
+t.test('native: a sealing failure rejects the write and close, and nothing becomes visible', async (t) => {
+  const s = await setupEngine(t, { partSize: 5 * MiB, uploadConcurrency: 2 });
+  let calls = 0;
+  const failing: ChunkRunPort = {
+    ...native!,
+    async sealRun(...a) {
+      if (++calls === 9) throw new Error('injected sealing failure');
+      return native!.sealRun(...a);
+    },
+  };
+  await withPort(failing, async () => {
+    const w = s.engine.createWriter('fail.bin');
+    let err: unknown = null;
+    try {
+      for (let i = 0; i < 16; i++) await w.write(gen.bytes(i * MiB, MiB));
+    } catch (e) {
+      err = e;
+    }
+    t.match(err, { message: /injected sealing failure/ }, 'a write reports it');
+    await t.rejects(w.close(), { message: /injected sealing failure/ }, 'close reports it too');
+  });
+  t.equal(await s.engine.stat('fail.bin'), null, 'no object is visible');
+});
+
+t.test('native: abort() while a run is being sealed', async (t) => {
+  const s = await setupEngine(t, { partSize: 5 * MiB, uploadConcurrency: 2 });
+  let release: () => void = () => {};
+  let started: () => void = () => {};
+  const sealing = new Promise<void>((r) => { started = r; });
+  let n = 0;
+  const slow: ChunkRunPort = {
+    ...native!,
+    async sealRun(...a) {
+      if (++n === 7) {
+        started();
+        await new Promise<void>((r) => { release = r; });
+      }
+      return native!.sealRun(...a);
+    },
+  };
+  await withPort(slow, async () => {
+    const w = s.engine.createWriter('aborted.bin');
+    const writing = (async () => {
+      for (let i = 0; i < 10; i++) await w.write(gen.bytes(i * MiB, MiB));
+    })();
+    await sealing;
+    const aborted = w.abort();
+    release();
+    await aborted;
+    await t.rejects(writing, { code: 'ABORTED' }, 'the write in progress fails with ABORTED');
+    await t.rejects(w.close(), { code: 'ABORTED' });
+  });
+  t.equal(await s.engine.stat('aborted.bin'), null, 'no object is visible');
+});
