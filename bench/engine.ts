@@ -27,6 +27,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 
+import { nativeChunkRunPort } from '../native-bindings/aead/index.js';
 import { Engine } from '../src/engine/index.js';
 import { deriveKeys, newBucketConfig, type BucketConfig, type CipherName } from '../src/format/index.js';
 import { startEmbeddedS3 } from '../src/store/embedded-s3.js';
@@ -231,6 +232,7 @@ function report(results: Result[]): void {
     console.log(row([r.name, (SIZE / 1e6 / r.seconds).toFixed(1), (r.cpuSeconds / (SIZE / GiB)).toFixed(2), (r.peakRss / MiB).toFixed(0)]));
   }
   console.log(`RSS before the first phase (modules loaded, server started): ${(baselineRss / MiB).toFixed(0)} MiB`);
+  console.log(`engine put seals ${nativeChunkRunPort() ? 'with the native AEAD addon, off the event loop' : 'with node:crypto on the event loop (addon not built, or S3CRYPTFS_NATIVE_AEAD=0)'}`);
   const g = (name: string) => best.get(name)!;
   for (const op of ['put', 'get']) {
     const e = g(`engine ${op}`);
