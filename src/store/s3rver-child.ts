@@ -17,7 +17,11 @@
 //     content but not the stored MD5), and keeps the old LastModified on a copy
 //     onto itself (the content file is not rewritten). The wrapper drops the
 //     destination's stored MD5 (it is recomputed from the content) and touches
-//     the destination, so a copy gets the new content's ETag and a new date.
+//     the destination, so a copy gets the new content's ETag and a new date;
+//   - PutObject all-or-nothing, as S3 does it: s3rver streams the body straight
+//     into the object's file, so a request cut off mid-body left a truncated
+//     object (or clobbered the old one). The body goes to a temporary file that
+//     replaces the object only once it arrived whole.
 // UploadPartCopy and ListMultipartUploads remain unimplemented (501).
 
 export const S3RVER_CHILD_PROGRAM = String.raw`
@@ -47,6 +51,38 @@ const server = new S3rver({
 });
 
 const createOnlyInFlight = new Set();
+
+const http = require('http');
+const crypto = require('crypto');
+const { pipeline } = require('stream/promises');
+let partialSeq = 0;
+const originalPutObject = server.store.putObject.bind(server.store);
+server.store.putObject = async function putObject(object) {
+  // Only request bodies: a completed multipart upload's concatenated parts are local files.
+  if (!(object.content instanceof http.IncomingMessage)) return originalPutObject(object);
+  const objectPath = server.store.getResourcePath(object.bucket, object.key, 'object');
+  await fs.promises.mkdir(path.dirname(objectPath), { recursive: true });
+  // Not ending in the object suffix, so listings never show it.
+  const partial = objectPath + '.partial-' + process.pid + '-' + partialSeq++;
+  const md5 = crypto.createHash('md5');
+  let size = 0;
+  try {
+    await pipeline(object.content, async function* (source) {
+      for await (const chunk of source) {
+        md5.update(chunk);
+        size += chunk.length;
+        yield chunk;
+      }
+    }, fs.createWriteStream(partial));
+    await fs.promises.rename(partial, objectPath);
+  } catch (err) {
+    await fs.promises.rm(partial, { force: true });
+    throw err;
+  }
+  const hex = md5.digest('hex');
+  await server.store.putMetadata(object.bucket, object.key, object.metadata, hex);
+  return { size, md5: hex };
+};
 
 const originalCopyObject = server.store.copyObject.bind(server.store);
 server.store.copyObject = async function copyObject(srcBucket, srcKey, destBucket, destKey, replacementMetadata) {
