@@ -4,7 +4,7 @@
  */
 import type { Readable } from 'node:stream';
 import {
-  CONFIG_OBJECT_NAME, encodeConfig, IntegrityError, openBucketKeys, parseConfig, plaintextSize,
+  CONFIG_OBJECT_NAME, encodeConfig, IntegrityError, newObjectCipher, ObjectSealer, openBucketKeys, parseConfig, plaintextSize,
   type BucketConfig, type DirIndex, type DerivedKeys, type KeyRing,
 } from '../format/index.js';
 import { isStoreError } from '../store/errors.js';
@@ -165,6 +165,20 @@ export class Engine {
   createWriter(path: string, opts?: WriteOptions): ObjectWriter {
     if (this.ctx.cse?.writesCse) return this.ctx.cse.createWriter(path, this.ctx.paths.fileKey(path), opts);
     return new EngineWriter(this.ctx, path, this.ctx.paths.fileKey(path), opts);
+  }
+
+  /**
+   * What a caller that stores `path` with its own single PutObject needs (the gateway streams a
+   * client's body to the backend as it arrives, which the part-buffering writer cannot): the S3 key,
+   * a sealer for the ciphertext, and the object metadata carrying `attributes`, sealed as the writer
+   * seals them. Null when this engine writes another format (AWS CSE).
+   */
+  singlePutUpload(path: string): { key: string; sealer: ObjectSealer; metadata(attributes: Record<string, string>): Record<string, string> } | null {
+    if (this.ctx.cse?.writesCse) return null;
+    const ctx = this.ctx;
+    const key = ctx.paths.fileKey(path);
+    const sealer = new ObjectSealer(newObjectCipher(ctx.keys, { cipher: ctx.config.cipher, chunkSize: ctx.config.chunkSize }));
+    return { key, sealer, metadata: (attributes) => attributesMetadata(ctx, key, attributes) };
   }
 
   async putBuffer(path: string, data: Uint8Array, opts?: WriteOptions): Promise<{ etag: string; size: number }> {

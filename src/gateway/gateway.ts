@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
-import { Engine, EngineError, type ObjectStat } from '../engine/index.js';
+import { DEFAULT_PART_SIZE, Engine, EngineError, type ObjectStat } from '../engine/index.js';
 import { parentDir } from '../engine/paths.js';
 import { ciphertextSize, ConfigError, IntegrityError, NameError } from '../format/index.js';
 import { KeyError } from '../keys/index.js';
@@ -24,6 +24,7 @@ import {
 import type { GatewayMetrics } from './metrics.js';
 import { MultipartManager } from './multipart.js';
 import { Payload } from './payload.js';
+import { singlePut } from './single-put.js';
 import { hasAuth, headerValues, parseQuery, percentDecode, verifyRequest, type AuthContext, type ClientCredential } from './sigv4.js';
 import { childrenNamed, childText, parseXml, s3Root, XmlError, xmlElement, xmlFields, type XmlNode } from './xml.js';
 
@@ -765,11 +766,28 @@ export class Gateway {
    * The MD5 ETag is recorded with the object when it is known before the upload starts (a
    * Content-MD5 header, or a body small enough to buffer); otherwise the object gets a derived one.
    */
-  async writeObject(engine: Engine, b: OpenBucket, path: string, payload: Payload, attrs: Record<string, string>): Promise<{ etag: string }> {
+  async writeObject(
+    engine: Engine, b: OpenBucket, path: string, payload: Payload, attrs: Record<string, string>, single: { ifNoneMatch?: '*'; maxBytes?: number } = {},
+  ): Promise<{ etag: string }> {
     const length = payload.length!;
     const md5Header = ctx5(payload);
     let written: { etag: string; size: number };
     let etag: string;
+    // One backend PUT, encrypted as the body arrives (streamed when the attributes are known first).
+    if (ciphertextSize(length, b.config.chunkSize) <= (single.maxBytes ?? this.registry.tuning.partSize ?? DEFAULT_PART_SIZE)) {
+      const md5Etagged = md5Header === undefined && length <= this.opts.md5BufferMaxBytes;
+      if (md5Etagged) payload.wantMd5 = true;
+      const r = await singlePut({
+        engine, store: b.store, bucket: b.spec.backendBucket, path, payload, ifNoneMatch: single.ifNoneMatch,
+        attributes: md5Etagged ? () => withEtag(attrs, md5Etag(payload.done.md5!), payload.done.size) : md5Header ? withEtag(attrs, md5Etag(md5Header), length) : attrs,
+      });
+      if (r) {
+        etag = md5Etagged ? md5Etag(payload.done.md5!) : md5Header ? md5Etag(md5Header) : clientEtag({ size: r.size, etag: r.etag, attributes: attrs });
+        this.opts.metrics?.bytesEncrypted.inc(r.size);
+        this.rememberEtag(b.spec.name, path, r.etag, etag);
+        return { etag };
+      }
+    }
     if (md5Header === undefined && length <= this.opts.md5BufferMaxBytes) {
       payload.wantMd5 = true;
       const pieces = await payload.pieces();
@@ -805,6 +823,17 @@ export class Gateway {
   ): Promise<{ etag: string }> {
     const length = payload.length ?? 0;
     if (cond.createOnly && cond.ifMatch === undefined && length <= this.opts.conditionalForwardMaxBytes && (await this.backendHonoursCreateOnly(b))) {
+      if (b.engine.singlePutUpload(path)) {
+        // Our format: one conditional PUT, encrypted (and streamed when it can be) as the body arrives.
+        try {
+          return await this.writeObject(b.engine, b, path, payload, attrs, { ifNoneMatch: '*', maxBytes: Infinity });
+        } catch (err) {
+          if (isStoreError(err, 'PreconditionFailed')) {
+            throw err.status === 409 ? Errors.conditionalConflict() : Errors.preconditionFailed('If-None-Match');
+          }
+          throw err;
+        }
+      }
       const engine = await Engine.open({
         store: createOnlyStore(b.store),
         bucket: b.spec.backendBucket,

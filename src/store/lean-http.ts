@@ -251,6 +251,90 @@ export class LeanS3 {
     });
   }
 
+  /** Whether sendStreaming() can be used: a streamed body cannot be hashed before it is sent. */
+  get streamsBodies(): boolean {
+    return this.cfg.unsignedPayload;
+  }
+
+  /**
+   * One PUT of `length` bytes that `source` yields while they are produced (the gateway encrypts a
+   * client's body as it arrives), sent UNSIGNED-PAYLOAD. Not retried: the caller keeps the bytes and
+   * retries with send(). If `source` throws, the request is destroyed short of its Content-Length,
+   * so S3 stores nothing, and the source's error is rethrown. After a network failure or an early
+   * answer the source is still read to its end (the caller's copy is then complete for a retry).
+   */
+  async sendStreaming(req: Omit<LeanRequest, 'method' | 'body' | 'signal'>, length: number, source: AsyncIterable<Uint8Array>): Promise<LeanResponse> {
+    if (!this.cfg.unsignedPayload) throw new Error('a streamed body needs UNSIGNED-PAYLOAD');
+    const endpoint = await this.endpoint(req.bucket);
+    const path = `${endpoint.basePath}/${encodeKey(req.key)}`;
+    const headers: Record<string, string> = { host: endpoint.host, ...req.headers, 'content-length': String(length), 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' };
+    const toSign: SignableRequest = { method: 'PUT', protocol: endpoint.protocol, hostname: endpoint.hostname, port: endpoint.port, path, query: req.query ?? {}, headers };
+    const signingDate = new Date(Date.now() + (this.clientConfig().systemClockOffset ?? 0));
+    const signed = await this.signer.sign(toSign, { signingRegion: endpoint.signingRegion, signingDate });
+    const query = req.query ? new URLSearchParams(req.query).toString() : '';
+    const request = (endpoint.protocol === 'https:' ? https : http).request({
+      agent: endpoint.protocol === 'https:' ? this.cfg.httpsAgent : this.cfg.httpAgent,
+      method: 'PUT',
+      hostname: endpoint.hostname,
+      port: endpoint.port,
+      path: query ? `${path}?${query}` : path,
+      headers: signed.headers,
+    });
+    let broken: unknown;
+    let early: http.IncomingMessage | undefined;
+    let wake: (() => void) | undefined;
+    const response = new Promise<http.IncomingMessage>((resolve, reject) => {
+      request.on('error', (err) => {
+        broken ??= err;
+        wake?.();
+        reject(err);
+      });
+      request.once('response', (res: http.IncomingMessage) => {
+        early = res;
+        wake?.();
+        resolve(res);
+      });
+    });
+    response.catch(() => {}); // read below, or replaced by `broken`
+    this.armTimeouts(request);
+    try {
+      for await (const piece of source) {
+        if (broken !== undefined || early) continue;
+        if (!request.write(piece)) {
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+            request.once('drain', resolve);
+          });
+          request.off('drain', wake!);
+          wake = undefined;
+        }
+      }
+    } catch (err) {
+      request.destroy();
+      throw err;
+    }
+    if (broken !== undefined) {
+      request.destroy();
+      throw withAttempts(broken, 1);
+    }
+    const answeredEarly = early !== undefined;
+    if (!answeredEarly) request.end();
+    let res: http.IncomingMessage;
+    try {
+      res = await response;
+    } catch (err) {
+      throw withAttempts(err, 1);
+    }
+    const status = res.statusCode ?? 0;
+    if (status >= 200 && status < 300 && !answeredEarly) {
+      await drain(res);
+      return { status, headers: res.headers, body: res, $metadata: { httpStatusCode: status, attempts: 1 } };
+    }
+    const error = await readError(res, 1);
+    request.destroy(); // an answer before the whole body: the connection cannot be reused
+    throw error;
+  }
+
   /** Per bucket, through the SDK's own endpoint rules (path or virtual-host style, dots in names, AWS regions). */
   private endpoint(bucket: string): Promise<ResolvedEndpoint> {
     let resolved = this.endpoints.get(bucket);

@@ -367,6 +367,50 @@ export class ObjectStore {
     return { etag: requireEtag(out.ETag, this.context(ctx)) };
   }
 
+  /** Whether putStreaming() is available: the lean data path, sending bodies UNSIGNED-PAYLOAD. */
+  get streamsPuts(): boolean {
+    return this.lean?.streamsBodies ?? false;
+  }
+
+  /**
+   * One PutObject whose `length` bytes `source` yields as they are produced, with no retry (the
+   * caller keeps a copy and retries with put()). If `source` throws, the request is cut short of
+   * its Content-Length, so nothing is stored, and that error is rethrown as it is.
+   */
+  async putStreaming(
+    bucket: string,
+    key: string,
+    length: number,
+    source: AsyncIterable<Uint8Array>,
+    opts: { metadata?: Record<string, string>; contentType?: string; ifNoneMatch?: '*' } = {},
+  ): Promise<{ etag: string }> {
+    const lean = this.lean;
+    if (!lean?.streamsBodies) throw new Error('streamed PUTs need the lean data path with unsigned payloads');
+    const ctx: StoreErrorContext = { op: 'PutObject', bucket, key };
+    const headers: Record<string, string> = { 'content-type': opts.contentType ?? 'application/octet-stream' };
+    if (opts.ifNoneMatch !== undefined) headers['if-none-match'] = opts.ifNoneMatch;
+    for (const [name, value] of Object.entries(opts.metadata ?? {})) headers[`x-amz-meta-${name.toLowerCase()}`] = value;
+    let sourceFailed = false;
+    let sourceError: unknown;
+    const watched = (async function* () {
+      try {
+        yield* source;
+      } catch (err) {
+        sourceFailed = true;
+        sourceError = err;
+        throw err;
+      }
+    })();
+    try {
+      const res = await this.call(ctx, () => lean.sendStreaming({ bucket, key, headers }, length, watched));
+      this.stats.bytesSent += length;
+      return { etag: requireEtag(headerValue(res.headers.etag), this.context(ctx)) };
+    } catch (err) {
+      if (sourceFailed) throw sourceError;
+      throw err;
+    }
+  }
+
   async copy(bucket: string, srcKey: string, dstKey: string, opts: CopyOptions = {}): Promise<{ etag: string }> {
     if (opts.sourceSize !== undefined && opts.sourceSize > MAX_SINGLE_COPY_BYTES) {
       return this.copyLarge(bucket, srcKey, dstKey, opts);

@@ -1,0 +1,117 @@
+/**
+ * A client's PutObject stored as one backend PutObject, encrypted as the body arrives.
+ *
+ * When the object's attributes are known before the body (Content-MD5 sent, or no MD5 ETag wanted),
+ * the ciphertext is streamed to the backend while the client is still sending, with a known
+ * Content-Length (the ciphertext size follows from the plaintext length). The final sealed chunk
+ * is produced only after the payload passed every check (x-amz-content-sha256, Content-MD5,
+ * checksums, length), so a body that fails one leaves the backend request short of its
+ * Content-Length; it is then cut, and S3 stores nothing (docs/gateway.md, "Streamed PUTs").
+ *
+ * When the attributes depend on the body (the MD5 ETag of a body sent without Content-MD5; S3
+ * metadata travels in the request head), the body is encrypted as it arrives and sent once whole.
+ *
+ * Either way the ciphertext is also kept in one buffer: a streamed PUT that fails on the network
+ * or with a 5xx after the whole body was verified is retried from it (put() retries again).
+ */
+import type { Engine } from '../engine/index.js';
+import { sharedPartPool } from '../engine/writer.js';
+import { ciphertextSize } from '../format/index.js';
+import { StoreError } from '../store/errors.js';
+import type { ObjectStore } from '../store/store.js';
+import { Errors } from './errors.js';
+import type { Payload } from './payload.js';
+
+const MiB = 1024 * 1024;
+const CONTENT_TYPE = 'application/octet-stream';
+
+export interface SinglePutOptions {
+  engine: Engine;
+  store: ObjectStore;
+  /** Backend bucket. */
+  bucket: string;
+  path: string;
+  payload: Payload;
+  /** Known before the body, or computed from the verified payload (its MD5 when wantMd5 was set). */
+  attributes: Record<string, string> | (() => Record<string, string>);
+  ifNoneMatch?: '*';
+}
+
+export interface SinglePutResult {
+  /** Backend ETag. */
+  etag: string;
+  /** Plaintext bytes. */
+  size: number;
+  streamed: boolean;
+}
+
+/** Null when the engine writes another format (AWS CSE): the caller uses the engine's writer. */
+export async function singlePut(o: SinglePutOptions): Promise<SinglePutResult | null> {
+  const up = o.engine.singlePutUpload(o.path);
+  if (!up) return null;
+  const length = o.payload.length!;
+  const total = ciphertextSize(length, o.engine.config.chunkSize);
+  // Whole MiB from the shared pool (ciphertext only), so objects of similar sizes reuse buffers.
+  const pooled = total >= MiB ? Math.ceil(total / MiB) * MiB : 0;
+  const backing = pooled ? (sharedPartPool.take(pooled) ?? Buffer.allocUnsafe(pooled)) : Buffer.allocUnsafe(total);
+  const buf = backing.subarray(0, total);
+  let filled = 0;
+  const keep = (pieces: Buffer[]): Buffer => {
+    const start = filled;
+    for (const p of pieces) {
+      if (filled + p.length > total) throw Errors.internal('ciphertext longer than its computed size');
+      filled += p.copy(buf, filled);
+    }
+    return buf.subarray(start, filled);
+  };
+  const { sealer } = up;
+  const payload = o.payload;
+  let verified = false;
+  async function* sealed(): AsyncGenerator<Buffer> {
+    for await (const piece of payload) {
+      const out = sealer.push(piece);
+      if (out.length > 0) yield keep(out);
+    }
+    // The payload's iteration ends only after its last check passed: now the final chunk may go.
+    const last = keep(sealer.finish());
+    if (filled !== total) throw Errors.incompleteBody();
+    verified = true;
+    yield last;
+  }
+  const stats = o.engine.stats;
+  const opts = { contentType: CONTENT_TYPE, ifNoneMatch: o.ifNoneMatch };
+  try {
+    let etag: string;
+    let streamed = false;
+    if (typeof o.attributes !== 'function' && o.store.streamsPuts) {
+      const metadata = up.metadata(o.attributes);
+      streamed = true;
+      try {
+        ({ etag } = await o.store.putStreaming(o.bucket, up.key, total, sealed(), { ...opts, metadata }));
+      } catch (err) {
+        if (!verified || !retryable(err)) throw err;
+        ({ etag } = await o.store.put(o.bucket, up.key, buf, { ...opts, metadata }));
+      }
+    } else {
+      for await (const _ of sealed()) {
+        // encrypted into buf as it arrives
+      }
+      const attributes = typeof o.attributes === 'function' ? o.attributes() : o.attributes;
+      ({ etag } = await o.store.put(o.bucket, up.key, buf, { ...opts, metadata: up.metadata(attributes) }));
+    }
+    stats.bytesEncrypted += length;
+    stats.singlePutUploads++;
+    stats.bytesUploaded += total;
+    return { etag, size: length, streamed };
+  } finally {
+    // Every request that read buf has settled (a cut one was destroyed).
+    if (pooled) sharedPartPool.give(backing);
+  }
+}
+
+/** Failures a second attempt may cure: no answer, or a server-side one. A 4xx (412 included) is final. */
+function retryable(err: unknown): boolean {
+  if (!(err instanceof StoreError)) return false;
+  const s = err.status;
+  return s === undefined || s >= 500 || s === 408 || s === 429;
+}
