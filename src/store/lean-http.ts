@@ -16,6 +16,9 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { AwsCredentialIdentity, ChecksumConstructor, HttpRequest as SignableRequest, Provider } from '@smithy/types';
 
+import type { Readable } from 'node:stream';
+
+import { abortError, RawHttp } from './raw-http.js';
 import { backoffDelayMs, sleep } from './retry.js';
 
 export interface LeanConfig {
@@ -42,11 +45,14 @@ export interface LeanRequest {
   signal?: AbortSignal;
 }
 
+/** An http.IncomingMessage, or raw-http's look-alike for GETs over plain HTTP. */
+export type LeanBody = Readable & { statusCode?: number; headers: http.IncomingHttpHeaders; complete: boolean };
+
 export interface LeanResponse {
   status: number;
   headers: http.IncomingHttpHeaders;
   /** Unread for GET (the caller consumes or destroys it); drained already for PUT. */
-  body: http.IncomingMessage;
+  body: LeanBody;
   $metadata: { httpStatusCode: number; attempts: number };
 }
 
@@ -98,6 +104,8 @@ const MAX_ERROR_BODY = 64 * 1024;
 export class LeanS3 {
   private readonly signer: SignatureV4;
   private readonly endpoints = new Map<string, Promise<ResolvedEndpoint>>();
+  /** GETs over plain HTTP (S3CRYPTFS_STORE_RAW_GET=0 sends them through node:http too). */
+  private readonly raw: RawHttp | null;
 
   constructor(private readonly cfg: LeanConfig) {
     const config = this.clientConfig();
@@ -110,6 +118,12 @@ export class LeanS3 {
       uriEscapePath: false,
       applyChecksum: true,
     });
+    this.raw = process.env.S3CRYPTFS_STORE_RAW_GET === '0' ? null : new RawHttp({ connectTimeoutMs: cfg.connectTimeoutMs, socketTimeoutMs: cfg.socketTimeoutMs });
+  }
+
+  /** Closes idle raw GET connections. */
+  close(): void {
+    this.raw?.close();
   }
 
   private clientConfig(): ClientConfig {
@@ -124,7 +138,7 @@ export class LeanS3 {
   async send(req: LeanRequest): Promise<LeanResponse> {
     const endpoint = await this.endpoint(req.bucket);
     for (let attempt = 1; ; attempt++) {
-      let res: http.IncomingMessage;
+      let res: LeanBody;
       try {
         res = await this.attempt(endpoint, req);
       } catch (err) {
@@ -157,7 +171,7 @@ export class LeanS3 {
     await sleep(backoffDelayMs(attempt), req.signal);
   }
 
-  private async attempt(endpoint: ResolvedEndpoint, req: LeanRequest): Promise<http.IncomingMessage> {
+  private async attempt(endpoint: ResolvedEndpoint, req: LeanRequest): Promise<LeanBody> {
     const path = `${endpoint.basePath}/${encodeKey(req.key)}`;
     const headers: Record<string, string> = { host: endpoint.host, ...req.headers };
     const body = req.body;
@@ -181,6 +195,17 @@ export class LeanS3 {
     const signed = await this.signer.sign(toSign, { signingRegion: endpoint.signingRegion, signingDate });
     req.signal?.throwIfAborted();
     const query = req.query ? new URLSearchParams(req.query).toString() : '';
+    if (this.raw && req.method === 'GET' && endpoint.protocol === 'http:') {
+      return this.raw.request({
+        hostname: endpoint.hostname,
+        port: endpoint.port ?? 80,
+        method: 'GET',
+        path: query ? `${path}?${query}` : path,
+        headers: signed.headers,
+        signal: req.signal,
+        timeoutError,
+      });
+    }
     const agent = endpoint.protocol === 'https:' ? this.cfg.httpsAgent : this.cfg.httpAgent;
     const request = (endpoint.protocol === 'https:' ? https : http).request({
       agent,
@@ -421,13 +446,13 @@ function isRetryableResponse(err: S3ResponseError): boolean {
   );
 }
 
-async function drain(res: http.IncomingMessage): Promise<void> {
+async function drain(res: LeanBody): Promise<void> {
   for await (const _chunk of res) {
     // Read to the end so the socket goes back to the keep-alive pool.
   }
 }
 
-async function readError(res: http.IncomingMessage, attempts: number): Promise<S3ResponseError> {
+async function readError(res: LeanBody, attempts: number): Promise<S3ResponseError> {
   const chunks: Buffer[] = [];
   let length = 0;
   for await (const chunk of res as AsyncIterable<Buffer>) {
@@ -450,10 +475,4 @@ function xmlText(xml: string, tag: string): string | undefined {
     .replace(/&quot;/g, '"')
     .replace(/&apos;/g, "'")
     .replace(/&amp;/g, '&');
-}
-
-function abortError(signal: AbortSignal): Error {
-  const reason: unknown = signal.reason;
-  if (reason instanceof Error) return reason;
-  return Object.assign(new Error('The operation was aborted'), { name: 'AbortError', code: 'ABORT_ERR' });
 }

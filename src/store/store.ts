@@ -211,6 +211,7 @@ export class ObjectStore {
   /** Closes pooled sockets. The store must not be used afterwards. */
   destroy(): void {
     this.client.destroy();
+    this.lean?.close();
   }
 
   // ---- buckets ----------------------------------------------------------
