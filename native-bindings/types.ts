@@ -12,7 +12,7 @@ export type FsOperations = Pick<
   | 'open' | 'create' | 'read' | 'write' | 'flush' | 'fsync' | 'release'
   | 'truncate' | 'ftruncate' | 'unlink' | 'rename' | 'mkdir' | 'rmdir'
   | 'symlink' | 'link' | 'mknod' | 'chmod' | 'chown' | 'utimens' | 'fsyncdir'
->;
+> & Partial<Pick<EncryptedFileSystem, 'readParts'>>;
 
 export interface MountOptions {
   /** Let other users access the mount (needs user_allow_other in /etc/fuse.conf for non-root). */

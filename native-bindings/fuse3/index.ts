@@ -126,7 +126,9 @@ interface WriteQueue {
 const DEFAULT_WRITE_BEHIND = 8 * MiB;
 
 /** `fs.read` with an optional AbortSignal (src/fs may accept one; extra arguments are ignored otherwise). */
-type ReadWithSignal = (path: string, fh: number, length: number, offset: number, signal?: AbortSignal) => Promise<Buffer>;
+type ReadWithSignal = (path: string, fh: number, length: number, offset: number, signal?: AbortSignal) => Promise<Buffer | Buffer[]>;
+/** The addon's limit on the parts of one read reply. */
+const REPLY_PARTS_MAX = 64;
 
 export class Fuse3Binding implements FuseBinding {
   readonly name = 'fuse3';
@@ -714,13 +716,21 @@ class Fuse3Mount {
     }
     const file = h;
     const pending = this.queues.get(h.inode);
+    // Parts (views of cached chunks) go out as one writev: no joined copy of each read.
+    const readFn = (this.fs.readParts ?? this.fs.read).bind(this.fs) as ReadWithSignal;
     const reading = pending
-      ? this.applied(h.inode).then(() => (this.fs.read as ReadWithSignal)(file.path, file.fsFh, size, offset, ctl.signal))
-      : (this.fs.read as ReadWithSignal)(h.path, h.fsFh, size, offset, ctl.signal);
+      ? this.applied(h.inode).then(() => readFn(file.path, file.fsFh, size, offset, ctl.signal))
+      : readFn(h.path, h.fsFh, size, offset, ctl.signal);
     reading.then(
       (data) => {
         this.abortable.delete(id);
-        this.session.replyBuf(id, data, Math.min(size, data.length));
+        const parts = Array.isArray(data) ? data : [data];
+        if (parts.length > REPLY_PARTS_MAX) {
+          const joined = Buffer.concat(parts);
+          this.session.replyBuf(id, joined, Math.min(size, joined.length));
+        } else {
+          this.session.replyBuf(id, parts, Math.min(size, parts.reduce((n, p) => n + p.length, 0)));
+        }
       },
       (err: unknown) => {
         this.abortable.delete(id);

@@ -53,7 +53,8 @@ export interface NativeSession {
   replyReadlink(id: number, target: string): boolean;
   replyOpen(id: number, fh: number, flags?: number): boolean;
   replyCreate(id: number, fh: number, flags: number, entryTimeout?: number, attrTimeout?: number): boolean;
-  replyBuf(id: number, data: Uint8Array, length?: number): boolean;
+  /** An array of parts is sent as one reply (writev), not joined first; at most 64 parts. */
+  replyBuf(id: number, data: Uint8Array | readonly Uint8Array[], length?: number): boolean;
   replyWrite(id: number, count: number): boolean;
   replyStatfs(id: number): boolean;
   /** Packs names[start..] with attrs[i * 15..] until the kernel's buffer is full; returns how many. */

@@ -29,33 +29,34 @@ export class EngineReader implements ObjectReader {
   }
 
   async read(offset: number, length: number, opts?: ReadOptions): Promise<Buffer> {
+    const parts = await this.readParts(offset, length, opts);
+    // Within one chunk (a kernel read of a whole aligned chunk, a small random read): a view of
+    // the cached plaintext, no copy. Cached chunks are never written to, so sharing is safe.
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+  }
+
+  async readParts(offset: number, length: number, opts?: ReadOptions): Promise<Buffer[]> {
     if (this.closed) throw new EngineError('CLOSED', 'reader is closed');
     if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
       throw new RangeError(`invalid read of ${length} bytes at ${offset}`);
     }
     opts?.signal?.throwIfAborted();
     const span = chunksForRange(offset, offset + length, this.size, this.chunkSize);
-    if (!span) return Buffer.alloc(0);
+    if (!span) return [];
     const pending = this.fetcher.demand(span.first, span.last);
     this.readahead.onRead(offset, length, span.last);
     const chunks = await withSignal(Promise.all(pending), opts?.signal);
     const end = Math.min(offset + length, this.size);
     if (this.readahead.window > 0) this.release(offset, end, span.first, span.last);
-    if (chunks.length === 1) {
-      // Within one chunk (a kernel read of a whole aligned chunk, a small random read): a view of
-      // the cached plaintext, no copy. Cached chunks are never written to, so sharing is safe.
-      const chunkStart = span.first * this.chunkSize;
-      return chunks[0].subarray(offset - chunkStart, end - chunkStart);
-    }
-    const out = Buffer.allocUnsafe(end - offset);
-    let pos = 0;
+    // Views of the cached plaintext: cached chunks are never written to, so sharing them is safe.
+    const parts: Buffer[] = [];
     for (let i = 0; i < chunks.length; i++) {
       const chunkStart = (span.first + i) * this.chunkSize;
       const from = Math.max(offset, chunkStart) - chunkStart;
       const to = Math.min(end, chunkStart + chunks[i].length) - chunkStart;
-      pos += chunks[i].copy(out, pos, from, to);
+      if (to > from) parts.push(chunks[i].subarray(from, to));
     }
-    return out;
+    return parts;
   }
 
   /**

@@ -38,6 +38,8 @@ export interface ObjectReader {
   readonly etag: string;
   /** Returns up to `length` bytes from `offset` (fewer only at end of object). May be a view of cached plaintext: read-only. */
   read(offset: number, length: number, opts?: ReadOptions): Promise<Buffer>;
+  /** The bytes read() returns, as views of the chunks they span, in order (nothing joined or copied). */
+  readParts?(offset: number, length: number, opts?: ReadOptions): Promise<Buffer[]>;
   /** Like read() for a caller that does not want the bytes (a prefetcher): no copy is assembled. */
   prefetch?(offset: number, length: number): Promise<void>;
   close(): void;

@@ -247,6 +247,11 @@ export class EncryptedFileSystem {
     return this.op('read', fusePath, async () => this.handles.get(fh).file.read(offset, length));
   }
 
+  /** read() as parts in order (views of cached plaintext), for a binding that replies with them unjoined. */
+  readParts(fusePath: string, fh: number, length: number, offset: number): Promise<Buffer[]> {
+    return this.op('read', fusePath, async () => this.handles.get(fh).file.readParts(offset, length));
+  }
+
   write(fusePath: string, fh: number, data: Uint8Array, offset: number): Promise<number> {
     return this.op('write', fusePath, async () => {
       const h = this.handles.get(fh);

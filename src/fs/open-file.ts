@@ -107,12 +107,18 @@ export class OpenFile {
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
-    if (length <= 0 || offset >= this._size) return Buffer.alloc(0);
+    const parts = await this.readParts(offset, length);
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+  }
+
+  /** What read() returns, as parts in order (views of cached plaintext), for a caller that sends them without joining. */
+  async readParts(offset: number, length: number): Promise<Buffer[]> {
+    if (length <= 0 || offset >= this._size) return [];
     if (this.mode === 'object' && !this.lock.locked) return this.readObject(offset, length);
     return this.lock.run(async () => {
-      if (offset >= this._size) return Buffer.alloc(0);
+      if (offset >= this._size) return [];
       if (this.mode === 'stream') await this.leaveStream();
-      if (this.mode === 'spool') return this.spool!.read(offset, length);
+      if (this.mode === 'spool') return [await this.spool!.read(offset, length)];
       return this.readObject(offset, length);
     });
   }
@@ -227,13 +233,14 @@ export class OpenFile {
     return encodePosix(this.meta, this.foreign);
   }
 
-  private async readObject(offset: number, length: number): Promise<Buffer> {
+  private async readObject(offset: number, length: number): Promise<Buffer[]> {
     const base = this.base;
-    if (!base || base.size === 0) return Buffer.alloc(0);
+    if (!base || base.size === 0) return [];
     // Sequential readers are detected (reordered kernel readahead included) and streamed by the
     // engine reader's readahead: one reader per file, so each chunk is fetched and decrypted once.
     const reader = await this.getReader(base);
-    return reader.read(offset, Math.min(length, base.size - offset));
+    const n = Math.min(length, base.size - offset);
+    return reader.readParts ? reader.readParts(offset, n) : [await reader.read(offset, n)];
   }
 
   private async getReader(base: BaseObject): Promise<ObjectReader> {

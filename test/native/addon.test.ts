@@ -143,6 +143,16 @@ t.test('read replies are cut to the size the kernel asked for', async (t) => {
   t.equal(s.lastReply().len, 7, 'explicit length');
   s.inject(OP.read, 3, 10, 0);
   t.throws(() => s.replyBuf(last().id, Buffer.alloc(3), 4), /invalid length/);
+  s.inject(OP.read, 3, 100, 0);
+  t.equal(s.replyBuf(last().id, [Buffer.alloc(60), new Uint8Array(0), Buffer.alloc(60)]), true);
+  t.equal(s.lastReply().len, 100, 'parts: cut to the size asked for');
+  s.inject(OP.read, 3, 100, 0);
+  t.equal(s.replyBuf(last().id, [Buffer.alloc(30), Buffer.alloc(30)], 50), true);
+  t.equal(s.lastReply().len, 50, 'parts: explicit length');
+  s.inject(OP.read, 3, 100, 0);
+  t.throws(() => s.replyBuf(last().id, Array.from({ length: 65 }, () => Buffer.alloc(1))), /too many parts/);
+  s.inject(OP.read, 3, 100, 0);
+  t.throws(() => s.replyBuf(last().id, [Buffer.alloc(1), 'x' as unknown as Buffer]), /must be a Buffer/);
   s.inject(OP.read, 3, 10, 2 ** 53 - 5);
   t.same(s.lastReply(), { kind: RK.ERR, err: 27, len: 0 }, 'offset past 2^53: EFBIG without reaching JS');
   t.equal(s.stats().pending, 0);

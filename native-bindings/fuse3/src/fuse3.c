@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <fuse_lowlevel.h>
@@ -1191,28 +1192,51 @@ static napi_value m_reply_create(napi_env env, napi_callback_info info) {
   return boolean(env, true);
 }
 
-/* replyBuf(id, data[, length]): read data (at most what was asked for). */
+/* One Buffer or Uint8Array: its bytes. Returns false for anything else. */
+static bool bytes_of(napi_env env, napi_value v, void **data, size_t *len) {
+  bool is_buf = false, is_ta = false;
+  napi_is_buffer(env, v, &is_buf);
+  if (is_buf) return napi_get_buffer_info(env, v, data, len) == napi_ok;
+  napi_is_typedarray(env, v, &is_ta);
+  if (!is_ta) return false;
+  napi_typedarray_type type;
+  size_t n, byte_off;
+  napi_value ab;
+  if (napi_get_typedarray_info(env, v, &type, &n, data, &ab, &byte_off) != napi_ok || type != napi_uint8_array) return false;
+  *len = n;
+  return true;
+}
+
+#define REPLY_IOV_MAX 64
+
+/*
+ * replyBuf(id, data[, length]): read data (at most what was asked for). `data` is one Buffer or
+ * Uint8Array, or an array of them (up to 64) sent as one reply without joining them first.
+ */
 static napi_value m_reply_buf(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   reply_ctx r = reply_begin(env, info, 3, argv, RK_BUF);
   if (r.done) return r.result;
-  void *data = NULL;
-  size_t len = 0;
-  bool is_buf = false, is_ta = false;
-  napi_is_buffer(env, argv[1], &is_buf);
-  if (is_buf) {
-    if (napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok) is_buf = false;
-  } else {
-    napi_is_typedarray(env, argv[1], &is_ta);
-    if (is_ta) {
-      napi_typedarray_type type;
-      size_t n, byte_off;
-      napi_value ab;
-      if (napi_get_typedarray_info(env, argv[1], &type, &n, &data, &ab, &byte_off) != napi_ok || type != napi_uint8_array) is_ta = false;
-      else len = n;
+  struct iovec iov[REPLY_IOV_MAX];
+  size_t count = 0, len = 0;
+  bool is_array = false;
+  napi_is_array(env, argv[1], &is_array);
+  if (is_array) {
+    uint32_t n = 0;
+    napi_get_array_length(env, argv[1], &n);
+    if (n > REPLY_IOV_MAX) return reply_invalid(env, &r, "read data has too many parts");
+    for (uint32_t i = 0; i < n; i++) {
+      napi_value el;
+      if (napi_get_element(env, argv[1], i, &el) != napi_ok || !bytes_of(env, el, &iov[count].iov_base, &iov[count].iov_len))
+        return reply_invalid(env, &r, "read data must be a Buffer or Uint8Array");
+      len += iov[count].iov_len;
+      if (iov[count].iov_len) count++;
     }
+  } else {
+    if (!bytes_of(env, argv[1], &iov[0].iov_base, &iov[0].iov_len)) return reply_invalid(env, &r, "read data must be a Buffer or Uint8Array");
+    len = iov[0].iov_len;
+    count = len ? 1 : 0;
   }
-  if (!is_buf && !is_ta) return reply_invalid(env, &r, "read data must be a Buffer or Uint8Array");
   napi_valuetype t;
   napi_typeof(env, argv[2], &t);
   if (t != napi_undefined) {
@@ -1221,9 +1245,17 @@ static napi_value m_reply_buf(napi_env env, napi_callback_info info) {
     len = (size_t)want;
   }
   if (len > r.s->slots[r.index].size) len = r.s->slots[r.index].size;
+  /* Trim the parts to `len`. */
+  size_t left = len, used = 0;
+  while (used < count && left) {
+    if (iov[used].iov_len > left) iov[used].iov_len = left;
+    left -= iov[used].iov_len;
+    used++;
+  }
   fuse_req_t req = reply_take(&r);
   if (r.s->test_mode) test_record(r.s, RK_BUF, 0, (double)len);
-  else fuse_reply_buf(req, len ? data : NULL, len);
+  else if (used <= 1) fuse_reply_buf(req, used ? iov[0].iov_base : NULL, len);
+  else fuse_reply_iov(req, iov, (int)used);
   return boolean(env, true);
 }
 

@@ -138,5 +138,7 @@ export function wrapFs(fs: FsOperations, replace: Partial<Record<keyof FsOperati
     const v = (fs as unknown as Record<string, unknown>)[name];
     if (typeof v === 'function' && name !== 'constructor') out[name] = (v as (...a: unknown[]) => unknown).bind(fs);
   }
+  // A replaced read() must see every read: the binding prefers readParts() when there is one.
+  if ('read' in replace && !('readParts' in replace)) delete out.readParts;
   return { ...out, ...replace } as unknown as FsOperations;
 }
