@@ -16,7 +16,8 @@
  */
 import type { Engine } from '../engine/index.js';
 import { sharedPartPool } from '../engine/writer.js';
-import { ciphertextSize } from '../format/index.js';
+import { nativeChunkRunPort } from '../../native-bindings/aead/index.js';
+import { ciphertextSize, sealedRunLength, type ChunkRunPort } from '../format/index.js';
 import { StoreError } from '../store/errors.js';
 import type { ObjectStore } from '../store/store.js';
 import { Errors } from './errors.js';
@@ -24,6 +25,8 @@ import type { Payload } from './payload.js';
 
 const MiB = 1024 * 1024;
 const CONTENT_TYPE = 'application/octet-stream';
+/** Runs with less plaintext are sealed on the event loop: the thread hop would cost more (as the engine writer does). */
+const SYNC_RUN_BELOW = 64 * 1024;
 
 export interface SinglePutOptions {
   engine: Engine;
@@ -66,8 +69,9 @@ export async function singlePut(o: SinglePutOptions): Promise<SinglePutResult | 
   };
   const { sealer } = up;
   const payload = o.payload;
+  const port = nativeChunkRunPort();
   let verified = false;
-  async function* sealed(): AsyncGenerator<Buffer> {
+  async function* sealedInline(): AsyncGenerator<Buffer> {
     for await (const piece of payload) {
       const out = sealer.push(piece);
       if (out.length > 0) yield keep(out);
@@ -78,6 +82,78 @@ export async function singlePut(o: SinglePutOptions): Promise<SinglePutResult | 
     verified = true;
     yield last;
   }
+  /**
+   * With the AEAD addon: runs of whole chunks sealed on the libuv threadpool straight into buf (no
+   * per-chunk allocation, no copy), while the event loop receives and hashes the next piece. One
+   * run in flight; its plaintext (a piece and one of two pending-chunk buffers) stays untouched
+   * until it settles.
+   */
+  async function* sealedRuns(port: ChunkRunPort): AsyncGenerator<Buffer> {
+    const cipher = sealer.objectCipher;
+    const size = cipher.chunkSize;
+    const pendings = [Buffer.alloc(size), Buffer.alloc(size)];
+    let cur = 0;
+    let pendingLen = 0;
+    let index = 0;
+    // `src` is held here too, so the run's plaintext stays referenced until it settles.
+    let inflight: { done: Promise<void>; out: Buffer; src: Buffer[] } | null = null;
+    const run = (src: Buffer[], plain: number, final: boolean): { done: Promise<void>; out: Buffer; src: Buffer[] } => {
+      const length = sealedRunLength(plain, size, final);
+      if (filled + length > total) throw Errors.internal('ciphertext longer than its computed size');
+      const out = buf.subarray(filled, filled + length);
+      filled += length;
+      const first = index;
+      index += final ? Math.max(1, Math.ceil(plain / size)) : plain / size;
+      if (plain < SYNC_RUN_BELOW) {
+        cipher.sealRunSync(port, first, final, src, [out]);
+        return { done: Promise.resolve(), out, src };
+      }
+      return { done: cipher.sealRun(port, first, final, src, [out]), out, src };
+    };
+    try {
+      buf.set(cipher.header, 0);
+      filled = cipher.header.length;
+      yield buf.subarray(0, filled);
+      for await (const piece of payload) {
+        const all = pendingLen + piece.length;
+        // Whole chunks, all but the last (it may turn out to be the final one).
+        const chunks = all === 0 ? 0 : Math.floor((all - 1) / size);
+        if (chunks === 0) {
+          pendings[cur].set(piece, pendingLen);
+          pendingLen = all;
+          continue;
+        }
+        const plain = chunks * size;
+        const fromPiece = plain - pendingLen;
+        const src = pendingLen > 0 ? [pendings[cur].subarray(0, pendingLen), piece.subarray(0, fromPiece)] : [piece.subarray(0, fromPiece)];
+        if (inflight) {
+          await inflight.done;
+          yield inflight.out;
+        }
+        inflight = run(src, plain, false);
+        // The rest goes to the other pending buffer: this one is the run's source until it settles.
+        cur ^= 1;
+        pendings[cur].set(piece.subarray(fromPiece), 0);
+        pendingLen = piece.length - fromPiece;
+      }
+      if (inflight) {
+        await inflight.done;
+        yield inflight.out;
+        inflight = null;
+      }
+      // The payload passed its last check: now the final chunk may go.
+      const last = run([pendings[cur].subarray(0, pendingLen)], pendingLen, true);
+      await last.done;
+      if (filled !== total) throw Errors.incompleteBody();
+      verified = true;
+      yield last.out;
+    } finally {
+      // A run still in flight reads its source: let it settle before the plaintext is wiped.
+      await inflight?.done.catch(() => {});
+      for (const p of pendings) p.fill(0);
+    }
+  }
+  const sealed = port ? () => sealedRuns(port) : sealedInline;
   const stats = o.engine.stats;
   const opts = { contentType: CONTENT_TYPE, ifNoneMatch: o.ifNoneMatch };
   try {
