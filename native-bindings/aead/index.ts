@@ -11,8 +11,11 @@ import { fileURLToPath } from 'node:url';
 
 import type { ChunkRunPort, CipherName } from '../../src/format/index.js';
 
-/** Arguments: cipher id (1 ChaCha20-Poly1305, 2 AES-256-GCM), key, aadMiddle, aadFinal, first index, chunk size, final, src, dst. */
-type RunArgs = [number, Uint8Array, Uint8Array, Uint8Array, number, number, boolean, readonly Uint8Array[], readonly Uint8Array[]];
+/**
+ * Arguments: cipher id (1 ChaCha20-Poly1305, 2 AES-256-GCM), key, aadMiddle, aadFinal, first index,
+ * chunk size, final, src (null: seal in place), dst.
+ */
+type RunArgs = [number, Uint8Array, Uint8Array, Uint8Array, number, number, boolean, readonly Uint8Array[] | null, readonly Uint8Array[]];
 
 export interface AeadAddon {
   seal(...a: RunArgs): void;

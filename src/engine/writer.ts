@@ -1,15 +1,16 @@
 /**
  * Streaming encrypted upload. Plaintext is sealed serially as it arrives; the ciphertext collects
- * into parts of partSize. With the native AEAD addon (native-bindings/aead), each write's whole
- * chunks are sealed as one run on the libuv threadpool straight into the part buffer, so the event
- * loop serves other work (the next FUSE requests) meanwhile; one run is in flight per writer, and
- * write() resolves once its data is sealed. Without the addon, node:crypto seals on the event loop. An object that fits in one part is stored with one PutObject at close;
+ * into parts of partSize. With the native AEAD addon (native-bindings/aead), write() copies the
+ * plaintext to where its ciphertext goes in the part buffer and returns; runs of whole chunks are
+ * sealed there in place on the libuv threadpool, one run at a time, so the event loop serves other
+ * work (the next FUSE requests) meanwhile. At most STAGE_LIMIT bytes wait to be sealed per writer.
+ * Without the addon, node:crypto seals on the event loop. An object that fits in one part is stored with one PutObject at close;
  * otherwise a multipart upload starts when the first part is full, with at most uploadConcurrency
  * parts in flight (write() waits for a slot), so memory stays near (concurrency + 1) * partSize.
  * Any failure aborts the multipart upload: nothing partial ever becomes visible.
  */
 import { nativeChunkRunPort } from '../../native-bindings/aead/index.js';
-import { newObjectCipher, ObjectSealer, sealedRunLength, type ChunkRunPort, type ObjectCipher } from '../format/index.js';
+import { HEADER_SIZE, newObjectCipher, ObjectSealer, TAG_SIZE, type ChunkRunPort, type ObjectCipher } from '../format/index.js';
 import { attributesMetadata } from './attributes.js';
 import type { EngineContext } from './context.js';
 import { EngineError } from './errors.js';
@@ -22,7 +23,6 @@ const CONTENT_TYPE = 'application/octet-stream';
 const MAX_PARTS = 10_000;
 /** Runs with less plaintext are sealed on the event loop (still by the addon): a thread hop costs more. */
 const SYNC_RUN_BELOW = 64 * 1024;
-const EMPTY = new Uint8Array(0);
 
 let runPort: ChunkRunPort | null | undefined;
 
@@ -42,14 +42,27 @@ function currentRunPort(): ChunkRunPort | null {
   return runPort;
 }
 
-/** The run path's state: the object's cipher, and the partial (or held-back full) last chunk. */
+/** Plaintext staged in the part buffers and not sealed yet: at most about this much per writer. */
+const STAGE_LIMIT = 2 * 1024 * 1024;
+/** Plaintext per run: parts fill and go while the next run is sealed. */
+const RUN_BYTES = 1024 * 1024;
+
+/**
+ * The run path's state. Plaintext is copied straight to where its ciphertext goes in the part
+ * buffers (chunk i at HEADER_SIZE + i * (chunkSize + TAG_SIZE), room left for its tag) and sealed
+ * there in place, one run at a time, while later writes are staged behind it.
+ */
 interface Runs {
   readonly cipher: ObjectCipher;
   readonly port: ChunkRunPort;
-  readonly pending: Buffer;
-  pendingLen: number;
-  index: number;
-  headerSent: boolean;
+  /** Plaintext bytes staged so far; chunks sealed so far (never the last one before close). */
+  staged: number;
+  sealed: number;
+  /** The run being sealed; it never rejects (a failure goes to fail()). */
+  job: Promise<void> | null;
+  /** Part buffers not uploaded yet; the first one holds ciphertext offsets from windowStart. */
+  readonly window: Buffer[];
+  windowStart: number;
 }
 
 type State = 'open' | 'closing' | 'closed' | 'failed';
@@ -136,7 +149,7 @@ export class EngineWriter implements ObjectWriter {
     if (port) {
       const cipher = newObjectCipher(keys, { cipher: config.cipher, chunkSize: config.chunkSize });
       this.sealer = null;
-      this.runs = { cipher, port, pending: Buffer.alloc(cipher.chunkSize), pendingLen: 0, index: 0, headerSent: false };
+      this.runs = { cipher, port, staged: 0, sealed: 0, job: null, window: [], windowStart: 0 };
     } else {
       this.sealer = codec ?? new ObjectSealer(newObjectCipher(keys, { cipher: config.cipher, chunkSize: config.chunkSize }));
     }
@@ -164,7 +177,7 @@ export class EngineWriter implements ObjectWriter {
     await this.throwIfFailed();
     this.state = 'closing';
     try {
-      if (this.runs) await this.sealRun(EMPTY, true);
+      if (this.runs) await this.finishRuns();
       else await this.take(this.sealer!.finish());
       let etag: string;
       if (this.uploadId === null) {
@@ -204,7 +217,7 @@ export class EngineWriter implements ObjectWriter {
       for (let pos = 0; pos < data.length; pos += SEAL_SLICE) {
         const slice = data.subarray(pos, Math.min(data.length, pos + SEAL_SLICE));
         if (this.runs) {
-          await this.sealRun(slice, false);
+          await this.stage(slice);
           this.bytesWritten += slice.length;
           this.ctx.stats.bytesEncrypted += slice.length;
         } else {
@@ -247,69 +260,141 @@ export class EngineWriter implements ObjectWriter {
   }
 
   /**
-   * The run path: seals the whole chunks that `data` completes (a full chunk is held back until more
-   * data or close tells whether it is the last) as one run into the part buffer(s), then keeps the
-   * rest as the pending chunk. `data` is not referenced once this resolves.
+   * The run path: copies `data` to its place in the part buffers (allocating them as needed), lets
+   * the sealer take the chunks it completes, and sends parts already sealed whole. Waits first while
+   * more than STAGE_LIMIT bytes wait to be sealed. `data` is not referenced once this resolves.
    */
-  private async sealRun(data: Uint8Array, final: boolean): Promise<void> {
+  private async stage(data: Uint8Array): Promise<void> {
     const r = this.runs!;
     const size = r.cipher.chunkSize;
-    if (!r.headerSent) {
-      r.headerSent = true;
-      await this.take([r.cipher.header]);
+    await this.startRuns();
+    while (r.job && r.staged - r.sealed * size > STAGE_LIMIT) await r.job;
+    await this.throwIfFailed();
+    for (let pos = 0; pos < data.length;) {
+      const n = Math.min(size - (r.staged % size), data.length - pos);
+      const off = this.cipherOffset(r.staged);
+      await this.room(off + n);
+      let from = pos;
+      for (const view of this.views(off, off + n)) {
+        view.set(data.subarray(from, from + view.length));
+        from += view.length;
+      }
+      r.staged += n;
+      pos += n;
     }
-    const total = r.pendingLen + data.length;
-    const chunks = final ? Math.max(1, Math.ceil(total / size)) : total === 0 ? 0 : Math.floor((total - 1) / size);
-    if (chunks > 0) {
-      const plain = final ? total : chunks * size;
-      const fromData = plain - r.pendingLen;
-      const src = r.pendingLen > 0 ? [r.pending.subarray(0, r.pendingLen), data.subarray(0, fromData)] : [data.subarray(0, fromData)];
-      const { dst, full } = await this.reserve(sealedRunLength(plain, size, final));
-      if (plain < SYNC_RUN_BELOW) r.cipher.sealRunSync(r.port, r.index, final, src, dst);
-      else await r.cipher.sealRun(r.port, r.index, final, src, dst);
-      r.index += chunks;
-      r.pendingLen = 0;
-      data = data.subarray(fromData);
-      await this.throwIfFailed();
-      // Parts this run filled: sealed now, so they can go.
-      for (const buf of full) await this.uploadPart(buf, buf);
+    this.pump();
+    await this.sendSealed();
+  }
+
+  /** The header, at the start of the first part. */
+  private async startRuns(): Promise<void> {
+    const r = this.runs!;
+    if (r.window.length > 0 || r.windowStart > 0) return;
+    await this.room(HEADER_SIZE);
+    r.cipher.header.copy(r.window[0]!, 0);
+  }
+
+  /** Starts sealing the chunks staged and known not to be the last, unless a run is in flight. */
+  private pump(): void {
+    const r = this.runs!;
+    if (r.job || this.failure !== null) return;
+    const size = r.cipher.chunkSize;
+    const sealable = r.staged > 0 ? Math.floor((r.staged - 1) / size) : 0;
+    if (sealable <= r.sealed) return;
+    const first = r.sealed;
+    const n = Math.min(sealable - first, Math.max(1, Math.floor(RUN_BYTES / size)));
+    const from = HEADER_SIZE + first * (size + TAG_SIZE);
+    let job: Promise<void>;
+    try {
+      job = r.cipher.sealRun(r.port, first, false, null, this.views(from, from + n * (size + TAG_SIZE)));
+    } catch (err) {
+      job = Promise.reject(err);
     }
-    r.pending.set(data, r.pendingLen);
-    r.pendingLen += data.length;
-    if (final) r.pending.fill(0);
+    r.job = job.then(
+      () => {
+        r.sealed += n;
+        r.job = null;
+        this.pump();
+      },
+      (err: unknown) => {
+        r.job = null;
+        this.fail(err);
+      },
+    );
+  }
+
+  /** Uploads the parts sealed whole (data follows them: a sealed chunk is never the last before close). */
+  private async sendSealed(): Promise<void> {
+    const r = this.runs!;
+    const partSize = this.ctx.partSize;
+    const sealedEnd = HEADER_SIZE + r.sealed * (r.cipher.chunkSize + TAG_SIZE);
+    while (r.window.length > 1 && r.windowStart + partSize <= sealedEnd) {
+      const buf = r.window.shift()!;
+      r.windowStart += partSize;
+      await this.uploadPart(buf, buf);
+    }
+  }
+
+  /** At close: waits for the runs, seals the last chunk, sends all but the last part (which becomes `part`). */
+  private async finishRuns(): Promise<void> {
+    const r = this.runs!;
+    const size = r.cipher.chunkSize;
+    await this.startRuns();
+    while (r.job) await r.job;
+    await this.throwIfFailed();
+    const last = r.staged - r.sealed * size;
+    const from = HEADER_SIZE + r.sealed * (size + TAG_SIZE);
+    const end = from + last + TAG_SIZE;
+    await this.room(end);
+    const dst = this.views(from, end);
+    if (last < SYNC_RUN_BELOW) r.cipher.sealRunSync(r.port, r.sealed, true, null, dst);
+    else await r.cipher.sealRun(r.port, r.sealed, true, null, dst);
+    r.sealed++;
+    const partSize = this.ctx.partSize;
+    while (r.window.length > 1) {
+      const buf = r.window.shift()!;
+      r.windowStart += partSize;
+      await this.uploadPart(buf, buf);
+    }
+    this.part = r.window.shift()!;
+    this.filled = end - r.windowStart;
+  }
+
+  /** Ciphertext offset of plaintext byte `p`. */
+  private cipherOffset(p: number): number {
+    const size = this.runs!.cipher.chunkSize;
+    const i = Math.floor(p / size);
+    return HEADER_SIZE + i * (size + TAG_SIZE) + (p - i * size);
+  }
+
+  /** Views of the window's part buffers covering ciphertext offsets [from, to). */
+  private views(from: number, to: number): Buffer[] {
+    const r = this.runs!;
+    const partSize = this.ctx.partSize;
+    const out: Buffer[] = [];
+    for (let off = from; off < to;) {
+      const k = Math.floor((off - r.windowStart) / partSize);
+      const local = off - r.windowStart - k * partSize;
+      const n = Math.min(partSize - local, to - off);
+      out.push(r.window[k]!.subarray(local, local + n));
+      off += n;
+    }
+    return out;
   }
 
   /**
-   * Room for `length` bytes of ciphertext in the part buffer(s), as the run's destination. A part
-   * that was already full is sent first; parts the run will fill are returned in `full`, to be sent
-   * once it is sealed. Before taking another buffer for the run's rest it waits for an upload slot,
-   * so at most uploadConcurrency + 1 part buffers exist, as on the synchronous path (unless one
+   * Part buffers up to ciphertext offset `end`. Before taking another one it waits for an upload
+   * slot, so at most uploadConcurrency + 1 part buffers exist, as on the synchronous path (unless one
    * chunk spans more parts than that: chunk size > part size).
    */
-  private async reserve(length: number): Promise<{ dst: Buffer[]; full: Buffer[] }> {
+  private async room(end: number): Promise<void> {
+    const r = this.runs!;
     const partSize = this.ctx.partSize;
-    const dst: Buffer[] = [];
-    const full: Buffer[] = [];
-    while (length > 0) {
-      if (this.part && this.filled === partSize) {
-        const done = this.part;
-        this.part = null;
-        this.filled = 0;
-        if (dst.length === 0) {
-          await this.uploadPart(done, done);
-        } else {
-          full.push(done);
-          while (this.inflight.size > 0 && this.inflight.size + full.length > this.ctx.uploadConcurrency) await Promise.race(this.inflight);
-          await this.throwIfFailed();
-        }
-      }
-      this.part ??= this.spare.pop() ?? this.pool.take(partSize) ?? Buffer.allocUnsafe(partSize);
-      const n = Math.min(partSize - this.filled, length);
-      dst.push(this.part.subarray(this.filled, this.filled + n));
-      this.filled += n;
-      length -= n;
+    while (r.windowStart + r.window.length * partSize < end) {
+      while (this.inflight.size > 0 && this.inflight.size + r.window.length > this.ctx.uploadConcurrency) await Promise.race(this.inflight);
+      await this.throwIfFailed();
+      r.window.push(this.spare.pop() ?? this.pool.take(partSize) ?? Buffer.allocUnsafe(partSize));
     }
-    return { dst, full };
   }
 
   private async putSingle(): Promise<string> {
@@ -368,6 +453,7 @@ export class EngineWriter implements ObjectWriter {
     this.cancel.abort(err);
     this.part = null;
     this.spare.length = 0;
+    if (this.runs) this.runs.window.length = 0;
     this.cleanup = this.abortUpload();
   }
 

@@ -51,17 +51,18 @@ export function openChunk(cipher: CipherName, key: Uint8Array, index: number, aa
  * pure. `src` and `dst` are each one byte stream split over buffers (a chunk may straddle two).
  * The run's chunks get indexes index, index + 1, ...; with `final` its last chunk is the object's
  * last (aadFinal, and it may be short or empty), otherwise every chunk is full. Same bytes as
- * sealChunkParts per chunk, ciphertext || tag.
+ * sealChunkParts per chunk, ciphertext || tag. Sealing with `src` null works in place: each chunk's
+ * plaintext already sits in `dst` where its ciphertext goes, with TAG_SIZE bytes of room after it.
  */
 export interface ChunkRunPort {
   sealRun(
     cipher: CipherName, key: Uint8Array, aadMiddle: Uint8Array, aadFinal: Uint8Array,
-    index: number, chunkSize: number, final: boolean, src: readonly Uint8Array[], dst: readonly Uint8Array[],
+    index: number, chunkSize: number, final: boolean, src: readonly Uint8Array[] | null, dst: readonly Uint8Array[],
   ): Promise<void>;
   /** The same on the caller's thread: for runs too small to be worth a thread hop. */
   sealRunSync(
     cipher: CipherName, key: Uint8Array, aadMiddle: Uint8Array, aadFinal: Uint8Array,
-    index: number, chunkSize: number, final: boolean, src: readonly Uint8Array[], dst: readonly Uint8Array[],
+    index: number, chunkSize: number, final: boolean, src: readonly Uint8Array[] | null, dst: readonly Uint8Array[],
   ): void;
   /** Resolves to -1, or to the index of the first chunk that failed authentication (then dst is zeroed). */
   openRun(

@@ -57,12 +57,12 @@ export class ObjectCipher {
    * Seals chunks index, index + 1, ... from `src` into `dst` through `port` (ChunkRunPort: off the
    * caller's thread). Same bytes as sealChunkParts chunk by chunk; the content key goes to the port only.
    */
-  sealRun(port: ChunkRunPort, index: number, final: boolean, src: readonly Uint8Array[], dst: readonly Uint8Array[]): Promise<void> {
+  sealRun(port: ChunkRunPort, index: number, final: boolean, src: readonly Uint8Array[] | null, dst: readonly Uint8Array[]): Promise<void> {
     return port.sealRun(this.cipher, this.contentKey, this.aadMiddle, this.aadFinal, index, this.chunkSize, final, src, dst);
   }
 
   /** sealRun on the caller's thread. */
-  sealRunSync(port: ChunkRunPort, index: number, final: boolean, src: readonly Uint8Array[], dst: readonly Uint8Array[]): void {
+  sealRunSync(port: ChunkRunPort, index: number, final: boolean, src: readonly Uint8Array[] | null, dst: readonly Uint8Array[]): void {
     port.sealRunSync(this.cipher, this.contentKey, this.aadMiddle, this.aadFinal, index, this.chunkSize, final, src, dst);
   }
 

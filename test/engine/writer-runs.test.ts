@@ -1,7 +1,8 @@
 // The writer's two sealing paths: runs of chunks sealed by the native addon off the event loop
-// (the default when it is built), and node:crypto on the event loop (setChunkRunPort(null), as
-// without the addon). Both must store the same format, byte for byte what ObjectSealer makes under
-// the object's key; a sealing failure must surface like an upload failure; one run at a time.
+// (the default when it is built: plaintext staged in the part buffers, sealed there in place), and
+// node:crypto on the event loop (setChunkRunPort(null), as without the addon). Both must store the
+// same format, byte for byte what ObjectSealer makes under the object's key; a sealing failure must
+// surface like an upload failure; one run at a time.
 import t, { type Test } from 'tap';
 
 import { EngineWriter, setChunkRunPort } from '../../src/engine/writer.js';
@@ -67,7 +68,7 @@ for (const path of ['native', 'node:crypto'] as const) {
   });
 }
 
-t.test('native: one run in flight per writer, write() resolves only once its data is sealed', async (t) => {
+t.test('native: one run in flight per writer; write() keeps no reference to its data once it resolves', async (t) => {
   const s = await setupEngine(t, { partSize: 5 * MiB });
   let inflight = 0;
   let max = 0;

@@ -78,7 +78,7 @@ function split(buf: Buffer, maxPieces = 6): Buffer[] {
   return out;
 }
 
-const args = (r: Run, src: readonly Uint8Array[], dst: readonly Uint8Array[]) =>
+const args = (r: Run, src: readonly Uint8Array[] | null, dst: readonly Uint8Array[]) =>
   [ID[r.cipher], r.key, r.aadMiddle, r.aadFinal, r.index, r.chunk, r.final, src, dst] as const;
 
 for (const cipher of CIPHERS) {
@@ -99,6 +99,13 @@ for (const cipher of CIPHERS) {
         if (mode === 'sync') addon.seal(...args(r, srcs, dsts));
         else await addon.sealAsync(...args(r, srcs, dsts));
         t.ok(dst.equals(want), `${len} bytes, final ${final}, ${mode}, ${srcs.length} source / ${dsts.length} destination pieces`);
+
+        // In place: the plaintext laid out where the ciphertext goes, tag room after each chunk.
+        const inPlace = Buffer.alloc(want.length, 0xee);
+        for (let i = 0; i * C < len; i++) r.plain.copy(inPlace, i * (C + TAG), i * C, Math.min(len, (i + 1) * C));
+        if (mode === 'sync') addon.seal(...args(r, null, split(inPlace)));
+        else await addon.sealAsync(...args(r, null, split(inPlace)));
+        t.ok(inPlace.equals(want), `${len} bytes, final ${final}, ${mode}, in place`);
 
         // And back: the native open gives the plaintext; node:crypto opens every chunk too.
         const back = Buffer.alloc(len, 0xee);
@@ -172,6 +179,9 @@ t.test('invalid arguments throw before any work', async (t) => {
   t.throws(() => addon.seal(...a(1, key, C, true, Array.from({ length: 33 }, () => Buffer.alloc(0)), [Buffer.alloc(16)])), RangeError, 'too many pieces');
   t.throws(() => addon.sealAsync(...a(1, key, C, true, [Buffer.alloc(10)], [Buffer.alloc(25)])), RangeError, 'the async variant checks synchronously too');
   t.throws(() => addon.open(...a(1, key, C, true, [Buffer.alloc(15)], [Buffer.alloc(0)])), RangeError, 'a sealed run shorter than a tag');
+  t.throws(() => addon.open(1, key, aad, aad, 0, C, true, null, [Buffer.alloc(16)]), TypeError, 'opening in place is not offered');
+  t.throws(() => addon.seal(1, key, aad, aad, 0, C, false, null, [Buffer.alloc(C + TAG + 1)]), RangeError, 'in place, not final: whole sealed chunks only');
+  t.throws(() => addon.seal(1, key, aad, aad, 0, C, true, null, [Buffer.alloc(15)]), RangeError, 'in place: shorter than a tag');
 });
 
 t.test('many runs on the threadpool at once: each one right, buffers held until done', async (t) => {

@@ -12,7 +12,9 @@
  *   sealAsync(...) -> Promise<undefined>;  openAsync(...) -> Promise<number>
  *
  * src and dst are arrays of Uint8Arrays taken as one contiguous byte stream each (scatter-gather):
- * a chunk, or its tag, may straddle two of them. Chunk i of the run has index `index + i`, nonce
+ * a chunk, or its tag, may straddle two of them. Sealing with src = null works in place: each
+ * chunk's plaintext already sits where its ciphertext goes in dst (followed by 16 bytes of room for
+ * its tag), and the plaintext length follows from dst's. Chunk i of the run has index `index + i`, nonce
  * 0^32 || u64be(index + i), AAD aadFinal for the run's last chunk when `final`, else aadMiddle; the
  * sealed chunk is ciphertext || 16-byte tag. Without `final` every chunk is full (chunkSize bytes);
  * with it the last one holds the rest (an empty run is one empty final chunk).
@@ -54,6 +56,7 @@ typedef struct {
 typedef struct {
   int cipher; /* 1 = ChaCha20-Poly1305, 2 = AES-256-GCM (the header's cipher id) */
   int decrypt;
+  int inplace;
   int final;
   uint8_t key[KEY];
   uint8_t aad[2][MAX_AAD];
@@ -147,6 +150,7 @@ static void run_job(job_t *j) {
     return;
   }
   cur_t in = {j->src, j->nsrc, 0, 0}, out = {j->dst, j->ndst, 0, 0};
+  if (j->inplace) in = out;
   size_t plain = dec ? j->dstlen : j->srclen;
   uint8_t nonce[NONCE], tag[TAG];
   memset(nonce, 0, sizeof nonce);
@@ -186,6 +190,7 @@ static void run_job(job_t *j) {
       ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, TAG, tag) > 0;
       if (!ok) break;
       cur_copy(&out, NULL, tag, TAG);
+      if (j->inplace) in = out;
     }
   }
   if (!ok) j->error = dec ? "decryption failed (OpenSSL error)" : "encryption failed (OpenSSL error)";
@@ -287,8 +292,22 @@ static int parse_job(napi_env env, napi_callback_info info, job_t *j, int decryp
   CHECK(napi_get_value_bool(env, a[6], &fin));
   j->final = fin;
   job_t *keep = async ? j : NULL;
-  if (!segs_of(env, a[7], j->src, &j->nsrc, &j->srclen, keep)) return 0;
+  napi_valuetype srctype;
+  CHECK(napi_typeof(env, a[7], &srctype));
+  j->inplace = srctype == napi_null;
+  if (j->inplace && decrypt) {
+    napi_throw_type_error(env, NULL, "aead: opening does not work in place");
+    return 0;
+  }
+  if (!j->inplace && !segs_of(env, a[7], j->src, &j->nsrc, &j->srclen, keep)) return 0;
   if (!segs_of(env, a[8], j->dst, &j->ndst, &j->dstlen, keep)) return 0;
+  if (j->inplace) {
+    /* In place: the plaintext length follows from the sealed length (see docs/format.md 5.2). */
+    size_t sealedChunk = j->chunk + TAG;
+    size_t n = fin ? (j->dstlen + sealedChunk - 1) / sealedChunk : j->dstlen / sealedChunk;
+    if (n == 0 || j->dstlen < TAG * n) return throw_range(env, "aead: destination too small");
+    j->srclen = j->dstlen - TAG * n;
+  }
   /* Chunk count from the plaintext side; the other side must match exactly. */
   size_t sealed = decrypt ? j->srclen : j->dstlen, plain = decrypt ? j->dstlen : j->srclen;
   size_t nch;
