@@ -34,6 +34,8 @@ interface PendingMeta {
   meta: PosixMeta;
   foreign: Record<string, string>;
   timer: NodeJS.Timeout;
+  /** When the oldest change in `meta` was made: it is stored attrWritebackMs after that at the latest. */
+  since: number;
 }
 
 interface Handle {
@@ -196,20 +198,19 @@ export class EncryptedFileSystem {
       if (writable && this.readOnly) throw new FsError('EROFS');
       let file = await this.liveFile(path);
       if (!file) {
-        await this.flushMeta(path);
-        let node = await this.node(path);
-        if (node.type === 'dir') throw new FsError('EISDIR');
-        if (node.type === 'symlink') throw new FsError('ELOOP');
-        if (!this.openFiles.has(path) && (!node.etag || (!node.own && (node.fetchedAt ?? 0) < Date.now() - OPEN_REVALIDATE_MS))) {
-          // Close-to-open: see the latest version of a file changed elsewhere.
-          const fresh = await this.fetchNode(path, true);
-          node = fresh;
-          if (node.type !== 'file') throw new FsError(node.type === 'dir' ? 'EISDIR' : 'ELOOP');
-        }
-        file = await this.liveFile(path);
-        if (!file) {
-          file = this.newOpenFile(path, { etag: node.etag!, size: node.size }, node.meta ?? {}, node.foreign ?? {}, false);
-          this.openFiles.set(path, file);
+        // A pending attribute change moves into a read-only open (stored at its close or later:
+        // rsync's chmod through an O_RDONLY descriptor); a writer's open stores it first.
+        if (writable) await this.flushMeta(path);
+        const pending = writable ? undefined : await this.dropMeta(path);
+        try {
+          file = await this.openExisting(path);
+          if (pending) {
+            await file.setMeta(pending.meta, pending.since);
+            this.storeOpenMetaBy(file, pending.since + this.attrWritebackMs);
+          }
+        } catch (err) {
+          if (pending) await this.storeMeta(path, pending).catch(() => {});
+          throw err;
         }
       }
       file.refs++;
@@ -217,6 +218,34 @@ export class EncryptedFileSystem {
       if (writable && flags & fsc.O_TRUNC) await file.truncate(0);
       return fh;
     });
+  }
+
+  /** A long-open file does not hold back an attribute change that was due to be stored. */
+  private storeOpenMetaBy(file: OpenFile, due: number): void {
+    const timer = setTimeout(() => {
+      if (this.openFiles.get(file.path) !== file || file.closing || !file.metaOnlyDirty) return;
+      this.commit(file, () => file.flush()).catch((err: unknown) => this.opts.onError?.('setattr', file.path, err));
+    }, Math.max(0, due - Date.now()));
+    timer.unref();
+  }
+
+  /** The OpenFile of a stored file (revalidated when it may have changed elsewhere). */
+  private async openExisting(path: string): Promise<OpenFile> {
+    let node = await this.node(path);
+    if (node.type === 'dir') throw new FsError('EISDIR');
+    if (node.type === 'symlink') throw new FsError('ELOOP');
+    if (!this.openFiles.has(path) && (!node.etag || (!node.own && (node.fetchedAt ?? 0) < Date.now() - OPEN_REVALIDATE_MS))) {
+      // Close-to-open: see the latest version of a file changed elsewhere.
+      const fresh = await this.fetchNode(path, true);
+      node = fresh;
+      if (node.type !== 'file') throw new FsError(node.type === 'dir' ? 'EISDIR' : 'ELOOP');
+    }
+    let file = await this.liveFile(path);
+    if (!file) {
+      file = this.newOpenFile(path, { etag: node.etag!, size: node.size }, node.meta ?? {}, node.foreign ?? {}, false);
+      this.openFiles.set(path, file);
+    }
+    return file;
   }
 
   create(fusePath: string, mode: number, flags: number = fsc.O_RDWR): Promise<number> {
@@ -268,6 +297,8 @@ export class EncryptedFileSystem {
     return this.op('flush', fusePath, async () => {
       const h = this.handles.find(fh);
       if (!h) return;
+      // Attributes alone are stored like those of a closed file (deferred at release), not here.
+      if (this.attrWritebackMs > 0 && h.file.metaOnlyDirty) return;
       await this.commit(h.file, () => h.file.flush({ deferEmptyCreate: true }));
     });
   }
@@ -291,6 +322,10 @@ export class EncryptedFileSystem {
       file.closing = true;
       const done = (async () => {
         try {
+          // An attribute-only change (rsync: utimens, then chmod through another descriptor, then
+          // rename) waits like one made to a closed file, so the three merge into the rename's copy.
+          const deferred = this.attrWritebackMs > 0 ? await file.takeMetaOnly() : null;
+          if (deferred) this.deferMeta(file.path, deferred.meta, file.foreign, deferred.since, this.openFileInfo(file));
           await this.commit(file, () => file.release());
         } finally {
           if (this.openFiles.get(file.path) === file) this.openFiles.delete(file.path);
@@ -971,13 +1006,18 @@ export class EncryptedFileSystem {
       this.noteStored(path, etag, node.type === 'symlink' ? 0 : node.size, attrs);
       return;
     }
+    this.deferMeta(path, meta, node.foreign ?? {}, this.pendingMeta.get(path)?.since ?? Date.now(), node);
+  }
+
+  /** Stores `meta` attrWritebackMs after `since` (unless a later change or a rename takes it first). */
+  private deferMeta(path: string, meta: PosixMeta, foreign: Record<string, string>, since: number, node: NodeInfo): void {
     const prev = this.pendingMeta.get(path);
     if (prev) clearTimeout(prev.timer);
     const timer = setTimeout(() => {
       this.flushMeta(path).catch(() => {}); // reported through onError
-    }, this.attrWritebackMs);
+    }, Math.max(0, since + this.attrWritebackMs - Date.now()));
     timer.unref();
-    this.pendingMeta.set(path, { meta, foreign: node.foreign ?? {}, timer });
+    this.pendingMeta.set(path, { meta, foreign, timer, since });
     this.cache.noteExists(path, { ...node, meta, own: true });
   }
 
@@ -989,6 +1029,11 @@ export class EncryptedFileSystem {
     if (!pending) return;
     clearTimeout(pending.timer);
     this.pendingMeta.delete(path);
+    await this.storeMeta(path, pending);
+  }
+
+  /** Stores a pending attribute change taken off pendingMeta. */
+  private async storeMeta(path: string, pending: PendingMeta): Promise<void> {
     const p = (async () => {
       try {
         const attrs = encodePosix(pending.meta, pending.foreign);

@@ -59,6 +59,8 @@ export class OpenFile {
   private _size: number;
   private dirtyData = false;
   private dirtyMeta = false;
+  /** When the oldest attribute change not stored yet was made (bounds how long deferring may go on). */
+  private metaSince: number | null = null;
   private buffered: Buffer[] = [];
   private bufferedBytes = 0;
   private writer: ObjectWriter | null = null;
@@ -164,11 +166,28 @@ export class OpenFile {
   }
 
   /** Changes POSIX attributes; they are stored at the next flush. */
-  setMeta(change: PosixMeta): Promise<void> {
+  setMeta(change: PosixMeta, since = Date.now()): Promise<void> {
     return this.lock.run(() => {
       this.meta = { ...this.meta, ...change, ctimeNs: change.ctimeNs ?? nowNs() };
       this.dirtyMeta = true;
       this.metaVersion++;
+      this.metaSince ??= since;
+    });
+  }
+
+  /** Only attributes wait to be stored (no data): a close may leave them to the caller's deferred store. */
+  get metaOnlyDirty(): boolean {
+    return this.dirtyMeta && !this.dirtyData && this.base !== null && !this.unlinked;
+  }
+
+  /** Takes an attribute-only change off the file (for the caller to store later); null when there is none. */
+  takeMetaOnly(): Promise<{ meta: PosixMeta; since: number } | null> {
+    return this.lock.run(() => {
+      if (!this.metaOnlyDirty) return null;
+      this.dirtyMeta = false;
+      const since = this.metaSince ?? Date.now();
+      this.metaSince = null;
+      return { meta: this.meta, since };
     });
   }
 
@@ -388,6 +407,7 @@ export class OpenFile {
     this._size = stored.size;
     this.mode = 'object';
     this.dirtyData = this.dirtyMeta = false;
+    this.metaSince = null;
     return { etag: stored.etag, size: stored.size, meta: this.meta };
   }
 

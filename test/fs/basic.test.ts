@@ -291,6 +291,30 @@ t.test('attribute write-back: changes after close are stored after a delay, fold
   const fh = await fs.open('/x', O_RDWR);
   t.equal((await engine.stat('x'))!.attributes['posix:mode'], '640', 'stored before the file is opened again');
   await fs.release('/x', fh);
+  const stored = copies;
+
+  // rsync's sequence: utimens of the closed temporary file, chmod through a read-only descriptor,
+  // rename. The pending change moves into the open file and back at its close: one copy in all.
+  await fs.utimens('/x', 7_000_000_000n, 8_000_000_000n);
+  const ro = await fs.open('/x', O_RDONLY);
+  await fs.chmod('/x', 0o604);
+  await fs.flush('/x', ro);
+  await fs.release('/x', ro);
+  await fs.rename('/x', '/y');
+  t.equal(copies - stored, 1, 'utimens, chmod through a read-only descriptor and rename: one copy');
+  const y = await (await another()).getattr('/y');
+  t.equal(y.mode & 0o7777, 0o604);
+  t.equal(y.mtimeNs, 8_000_000_000n);
+
+  // A read-only descriptor held open does not hold the change back past the delay.
+  await fs.chmod('/y', 0o606);
+  const held = await fs.open('/y', O_RDONLY);
+  await new Promise((r) => setTimeout(r, 700));
+  t.equal((await (await another()).getattr('/y')).mode & 0o7777, 0o606, 'stored while the descriptor is still open');
+  t.ok((await fs.read('/y', held, 100, 0)).equals(Buffer.from('content')), 'the open descriptor still reads the file');
+  await fs.release('/y', held);
+  await fs.rename('/y', '/x');
+
   await fs.chmod('/x', 0o600);
   await fs.unlink('/x');
   await new Promise((r) => setTimeout(r, 500));
