@@ -56,6 +56,8 @@ export function chunkRunPort(addon: AeadAddon): ChunkRunPort {
       addon.sealAsync(CIPHER_ID[cipher], key, aadMiddle, aadFinal, index, chunkSize, final, src, dst),
     sealRunSync: (cipher, key, aadMiddle, aadFinal, index, chunkSize, final, src, dst) =>
       addon.seal(CIPHER_ID[cipher], key, aadMiddle, aadFinal, index, chunkSize, final, src, dst),
+    openRunSync: (cipher, key, aadMiddle, aadFinal, index, chunkSize, final, src, dst) =>
+      addon.open(CIPHER_ID[cipher], key, aadMiddle, aadFinal, index, chunkSize, final, src, dst),
     openRun: (cipher, key, aadMiddle, aadFinal, index, chunkSize, final, src, dst) =>
       addon.openAsync(CIPHER_ID[cipher], key, aadMiddle, aadFinal, index, chunkSize, final, src, dst),
   };

@@ -10,6 +10,27 @@ export class ByteQueue {
     this.length += b.length;
   }
 
+  /** Removes the next n bytes (n <= length) as views of the pieces they are in: nothing is copied. */
+  takeViews(n: number): Buffer[] {
+    const out: Buffer[] = [];
+    let left = n;
+    while (left > 0) {
+      const piece = this.pieces[this.head];
+      if (piece.length <= left) {
+        out.push(piece);
+        this.head++;
+        left -= piece.length;
+      } else {
+        out.push(piece.subarray(0, left));
+        this.pieces[this.head] = piece.subarray(left);
+        left = 0;
+      }
+    }
+    this.length -= n;
+    this.compact();
+    return out;
+  }
+
   /**
    * Removes the next n bytes. When they span pieces they are copied into `scratch` (if big enough),
    * so the result is only valid until the next take with the same scratch buffer.
@@ -34,10 +55,14 @@ export class ByteQueue {
       }
     }
     this.length -= n;
+    this.compact();
+    return out;
+  }
+
+  private compact(): void {
     if (this.head > 64) {
       this.pieces = this.pieces.slice(this.head);
       this.head = 0;
     }
-    return out;
   }
 }

@@ -12,6 +12,17 @@ import { versionId } from './chunk-cache.js';
 import type { EngineContext } from './context.js';
 import { mapReadError } from './read-errors.js';
 import { ByteQueue } from './byte-queue.js';
+import { nativeChunkRunPort } from '../../native-bindings/aead/index.js';
+
+/**
+ * Takes sealed chunk i (len bytes) off the queue and opens it: with the AEAD addon straight from the
+ * pieces into a fresh buffer (no joined copy, no zero-filled output); else joined in `scratch` and
+ * opened by node:crypto (openChunk keeps no reference to its input, so one scratch buffer will do).
+ */
+export function openFromQueue(cipher: ObjectCipher, i: number, chunkTotal: number, queue: ByteQueue, len: number, scratch: Buffer): Buffer {
+  const port = nativeChunkRunPort();
+  return port ? cipher.openChunkPieces(port, i, chunkTotal, queue.takeViews(len), len) : cipher.openChunk(i, chunkTotal, queue.take(len, scratch));
+}
 
 /** Prefetch runs at least this long are streamed rather than buffered whole. */
 const STREAM_MIN_CHUNKS = 8;
@@ -193,8 +204,7 @@ export class ChunkFetcher {
           while (next <= b) {
             const len = chunkPlainLength(next, this.size, chunkSize) + TAG_SIZE;
             if (queue.length < len) break;
-            // openChunk returns fresh plaintext and keeps no reference to its input: one scratch buffer will do.
-            deliver(next, cipher.openChunk(next, this.chunkTotal, queue.take(len, scratch)));
+            deliver(next, openFromQueue(cipher, next, this.chunkTotal, queue, len, scratch));
             next++;
           }
         }
@@ -259,7 +269,11 @@ export class ChunkFetcher {
     let pos = offset;
     for (let i = a; i <= b; i++) {
       const len = chunkPlainLength(i, this.size, chunkSize) + TAG_SIZE;
-      if (wanted(i)) each(i, cipher.openChunk(i, this.chunkTotal, body.subarray(pos, pos + len)));
+      if (wanted(i)) {
+        const port = nativeChunkRunPort();
+        const sealed = body.subarray(pos, pos + len);
+        each(i, port ? cipher.openChunkPieces(port, i, this.chunkTotal, [sealed], len) : cipher.openChunk(i, this.chunkTotal, sealed));
+      }
       pos += len;
     }
   }
@@ -372,9 +386,9 @@ export class SequentialStream {
           }
           const len = chunkPlainLength(this.next, fetcher.size, chunkSize) + TAG_SIZE;
           if (queue.length < len) break;
-          const sealed = queue.take(len, scratch);
           const d = this.promised.get(this.next);
-          if (d) this.deliver(this.next, d, cipher.openChunk(this.next, fetcher.chunkTotal, sealed));
+          if (d) this.deliver(this.next, d, openFromQueue(cipher, this.next, fetcher.chunkTotal, queue, len, scratch));
+          else queue.takeViews(len); // cached or fetched by someone else meanwhile: skipped
           this.next++;
         }
       }

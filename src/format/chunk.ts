@@ -64,6 +64,11 @@ export interface ChunkRunPort {
     cipher: CipherName, key: Uint8Array, aadMiddle: Uint8Array, aadFinal: Uint8Array,
     index: number, chunkSize: number, final: boolean, src: readonly Uint8Array[] | null, dst: readonly Uint8Array[],
   ): void;
+  /** openRun on the caller's thread: -1, or the index of the first chunk that failed (dst zeroed). */
+  openRunSync(
+    cipher: CipherName, key: Uint8Array, aadMiddle: Uint8Array, aadFinal: Uint8Array,
+    index: number, chunkSize: number, final: boolean, src: readonly Uint8Array[], dst: readonly Uint8Array[],
+  ): number;
   /** Resolves to -1, or to the index of the first chunk that failed authentication (then dst is zeroed). */
   openRun(
     cipher: CipherName, key: Uint8Array, aadMiddle: Uint8Array, aadFinal: Uint8Array,

@@ -13,6 +13,7 @@ import {
 import { deriveObjectKeys, type DerivedKeys } from './kdf.js';
 import { openChunk, sealChunk, sealChunkParts, type ChunkRunPort } from './chunk.js';
 import { IntegrityError } from './errors.js';
+import { TAG_SIZE } from './layout.js';
 
 const DATA_KEY_SIZE = 32;
 /** How many neighbouring indexes a failed chunk is tried at, to tell reordering from tampering. */
@@ -72,6 +73,23 @@ export class ObjectCipher {
     const plain = this.tryOpen(index, final, sealed);
     if (plain) return plain;
     throw this.classifyFailure(index, final, sealed);
+  }
+
+  /**
+   * openChunk for a sealed chunk in pieces (views as they arrived), decrypted by `port` into a new
+   * buffer without joining the pieces first. Same result and same classified errors as openChunk.
+   */
+  openChunkPieces(port: ChunkRunPort, index: number, chunkTotal: number, pieces: readonly Buffer[], sealedLength: number): Buffer {
+    const final = index === chunkTotal - 1;
+    const plain = Buffer.allocUnsafe(Math.max(0, sealedLength - TAG_SIZE));
+    let failed: number;
+    try {
+      failed = port.openRunSync(this.cipher, this.contentKey, this.aadMiddle, this.aadFinal, index, this.chunkSize, final, pieces, [plain]);
+    } catch {
+      failed = index; // a length the port refuses (a short chunk where a whole one belongs): classified below
+    }
+    if (failed === -1 && sealedLength >= TAG_SIZE) return plain;
+    return this.openChunk(index, chunkTotal, Buffer.concat(pieces, sealedLength)); // classifies (throws)
   }
 
   private tryOpen(index: number, final: boolean, sealed: Uint8Array): Buffer | null {
