@@ -159,3 +159,14 @@ t.test('native: abort() while a run is being sealed', async (t) => {
   });
   t.equal(await s.engine.stat('aborted.bin'), null, 'no object is visible');
 });
+
+t.test('native: chunks larger than parts (16 MiB chunks, 5 MiB parts, one upload at a time)', async (t) => {
+  const s = await setupEngine(t, { partSize: 5 * MiB, uploadConcurrency: 1, chunkSize: 16 * MiB });
+  const plain = gen.bytes(0, 40 * MiB + 7);
+  await withPort(native, async () => {
+    const w = s.engine.createWriter('big.bin');
+    for (let pos = 0; pos < plain.length; pos += MiB) await w.write(plain.subarray(pos, Math.min(plain.length, pos + MiB)));
+    await w.close();
+  });
+  t.ok((await s.engine.getBuffer('big.bin')).equals(plain), 'reads back');
+});
