@@ -27,6 +27,8 @@ const MiB = 1024 * 1024;
 const CONTENT_TYPE = 'application/octet-stream';
 /** Runs with less plaintext are sealed on the event loop: the thread hop would cost more (as the engine writer does). */
 const SYNC_RUN_BELOW = 64 * 1024;
+/** Plaintext gathered before a run is sealed (and sent): fewer thread hops, still streaming. */
+const RUN_BYTES = 512 * 1024;
 
 export interface SinglePutOptions {
   engine: Engine;
@@ -84,20 +86,36 @@ export async function singlePut(o: SinglePutOptions): Promise<SinglePutResult | 
   }
   /**
    * With the AEAD addon: runs of whole chunks sealed on the libuv threadpool straight into buf (no
-   * per-chunk allocation, no copy), while the event loop receives and hashes the next piece. One
-   * run in flight; its plaintext (a piece and one of two pending-chunk buffers) stays untouched
-   * until it settles.
+   * per-chunk allocation, no copy), while the event loop receives and hashes the next pieces. The
+   * body's pieces are held as they arrived (views, never copied) until a run of at least RUN_BYTES
+   * can go: fewer thread hops, each of which waits for a thread to be scheduled. One run in flight;
+   * the last chunk is always held back (it may be the final one).
    */
   async function* sealedRuns(port: ChunkRunPort): AsyncGenerator<Buffer> {
     const cipher = sealer.objectCipher;
     const size = cipher.chunkSize;
-    const pendings = [Buffer.alloc(size), Buffer.alloc(size)];
-    let cur = 0;
-    let pendingLen = 0;
+    let held: Buffer[] = [];
+    let heldLen = 0;
     let index = 0;
     // `src` is held here too, so the run's plaintext stays referenced until it settles.
     let inflight: { done: Promise<void>; out: Buffer; src: Buffer[] } | null = null;
-    const run = (src: Buffer[], plain: number, final: boolean): { done: Promise<void>; out: Buffer; src: Buffer[] } => {
+    const run = (plain: number, final: boolean): { done: Promise<void>; out: Buffer; src: Buffer[] } => {
+      // The first `plain` held bytes are the run's source; the rest stays held.
+      const src: Buffer[] = [];
+      let need = plain;
+      while (need > 0) {
+        const p = held[0];
+        if (p.length <= need) {
+          src.push(p);
+          held.shift();
+          need -= p.length;
+        } else {
+          src.push(p.subarray(0, need));
+          held[0] = p.subarray(need);
+          need = 0;
+        }
+      }
+      heldLen -= plain;
       const length = sealedRunLength(plain, size, final);
       if (filled + length > total) throw Errors.internal('ciphertext longer than its computed size');
       const out = buf.subarray(filled, filled + length);
@@ -115,42 +133,34 @@ export async function singlePut(o: SinglePutOptions): Promise<SinglePutResult | 
       filled = cipher.header.length;
       yield buf.subarray(0, filled);
       for await (const piece of payload) {
-        const all = pendingLen + piece.length;
+        if (piece.length === 0) continue;
+        held.push(piece);
+        heldLen += piece.length;
+        if (heldLen <= RUN_BYTES) continue;
         // Whole chunks, all but the last (it may turn out to be the final one).
-        const chunks = all === 0 ? 0 : Math.floor((all - 1) / size);
-        if (chunks === 0) {
-          pendings[cur].set(piece, pendingLen);
-          pendingLen = all;
-          continue;
-        }
-        const plain = chunks * size;
-        const fromPiece = plain - pendingLen;
-        const src = pendingLen > 0 ? [pendings[cur].subarray(0, pendingLen), piece.subarray(0, fromPiece)] : [piece.subarray(0, fromPiece)];
+        const chunks = Math.floor((heldLen - 1) / size);
+        if (chunks === 0) continue;
         if (inflight) {
           await inflight.done;
           yield inflight.out;
         }
-        inflight = run(src, plain, false);
-        // The rest goes to the other pending buffer: this one is the run's source until it settles.
-        cur ^= 1;
-        pendings[cur].set(piece.subarray(fromPiece), 0);
-        pendingLen = piece.length - fromPiece;
+        inflight = run(chunks * size, false);
       }
       if (inflight) {
         await inflight.done;
         yield inflight.out;
         inflight = null;
       }
-      // The payload passed its last check: now the final chunk may go.
-      const last = run([pendings[cur].subarray(0, pendingLen)], pendingLen, true);
+      // The payload passed its last check: now the rest, final chunk included, may go.
+      const last = run(heldLen, true);
       await last.done;
       if (filled !== total) throw Errors.incompleteBody();
       verified = true;
       yield last.out;
     } finally {
-      // A run still in flight reads its source: let it settle before the plaintext is wiped.
+      // A run still in flight reads its source: let it settle before returning.
       await inflight?.done.catch(() => {});
-      for (const p of pendings) p.fill(0);
+      held = [];
     }
   }
   const sealed = port ? () => sealedRuns(port) : sealedInline;
