@@ -29,6 +29,8 @@ const CONTENT_TYPE = 'application/octet-stream';
 const SYNC_RUN_BELOW = 64 * 1024;
 /** Plaintext gathered before a run is sealed (and sent): fewer thread hops, still streaming. */
 const RUN_BYTES = 512 * 1024;
+/** Source buffers per run: the addon's limit is 32. */
+const MAX_RUN_PIECES = 30;
 
 export interface SinglePutOptions {
   engine: Engine;
@@ -116,6 +118,8 @@ export async function singlePut(o: SinglePutOptions): Promise<SinglePutResult | 
         }
       }
       heldLen -= plain;
+      // The addon takes at most 32 source buffers; many tiny pieces are joined (a copy, rare).
+      if (src.length > MAX_RUN_PIECES) src.splice(0, src.length, Buffer.concat(src));
       const length = sealedRunLength(plain, size, final);
       if (filled + length > total) throw Errors.internal('ciphertext longer than its computed size');
       const out = buf.subarray(filled, filled + length);
@@ -136,7 +140,8 @@ export async function singlePut(o: SinglePutOptions): Promise<SinglePutResult | 
         if (piece.length === 0) continue;
         held.push(piece);
         heldLen += piece.length;
-        if (heldLen <= RUN_BYTES) continue;
+        // Enough bytes, or enough pieces (TLS hands a body over in 16 KiB records).
+        if (heldLen <= RUN_BYTES && held.length < MAX_RUN_PIECES / 2) continue;
         // Whole chunks, all but the last (it may turn out to be the final one).
         const chunks = Math.floor((heldLen - 1) / size);
         if (chunks === 0) continue;
