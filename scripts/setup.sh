@@ -37,6 +37,14 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   packages+=(nodejs npm)
 fi
 
+# The addons build against Node's headers: nodesource's nodejs ships them (OpenSSL's too); Debian's
+# nodejs has them in libnode-dev and links the system OpenSSL, whose headers are libssl-dev's.
+if [[ $mode == test ]] && command -v node >/dev/null 2>&1; then
+  node_inc="$(dirname "$(dirname "$(command -v node)")")/include/node"
+  [[ -f $node_inc/node_api.h || -f /usr/include/node/node_api.h ]] || packages+=(libnode-dev)
+  [[ -f $node_inc/openssl/evp.h || -f /usr/include/node/openssl/evp.h ]] || packages+=(libssl-dev)
+fi
+
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
 missing=()
