@@ -27,6 +27,9 @@ export interface ObjectParams {
 /** Finds the derived keys for a key id (several during key rotation). */
 export type KeyRing = DerivedKeys | ((keyId: Buffer) => DerivedKeys | undefined);
 
+/** Pieces one openChunkPieces call hands the port (the AEAD addon takes up to 32 segments). */
+const MAX_OPEN_PIECES = 30;
+
 /** Seals and opens the chunks of one object version. Holds the content key, never the master key. */
 export class ObjectCipher {
   readonly cipher: CipherName;
@@ -82,9 +85,11 @@ export class ObjectCipher {
   openChunkPieces(port: ChunkRunPort, index: number, chunkTotal: number, pieces: readonly Buffer[], sealedLength: number): Buffer {
     const final = index === chunkTotal - 1;
     const plain = Buffer.allocUnsafe(Math.max(0, sealedLength - TAG_SIZE));
+    // The port takes a bounded number of pieces (TLS records are 16 KiB; chunks may be 16 MiB).
+    const src = pieces.length > MAX_OPEN_PIECES ? [Buffer.concat(pieces, sealedLength)] : pieces;
     let failed: number;
     try {
-      failed = port.openRunSync(this.cipher, this.contentKey, this.aadMiddle, this.aadFinal, index, this.chunkSize, final, pieces, [plain]);
+      failed = port.openRunSync(this.cipher, this.contentKey, this.aadMiddle, this.aadFinal, index, this.chunkSize, final, src, [plain]);
     } catch {
       failed = index; // a length the port refuses (a short chunk where a whole one belongs): classified below
     }

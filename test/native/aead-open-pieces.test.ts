@@ -63,6 +63,18 @@ for (const cipherName of ['chacha20-poly1305', 'aes-256-gcm'] as CipherName[]) {
   });
 }
 
+t.test('a chunk in more pieces than the addon takes at once (16 KiB TLS records of a 1 MiB chunk) still opens', async (t) => {
+  const chunk = 1024 * 1024;
+  const writer = newObjectCipher(keys, { cipher: 'chacha20-poly1305', chunkSize: chunk });
+  const reader = openObjectHeader(keys, writer.header);
+  const plain = randomBytes(chunk);
+  const sealed = writer.sealChunk(0, false, plain);
+  const records: Buffer[] = [];
+  for (let at = 0; at < sealed.length; at += 16 * 1024) records.push(sealed.subarray(at, Math.min(sealed.length, at + 16 * 1024)));
+  t.ok(records.length > 32);
+  t.ok(reader.openChunkPieces(port, 0, 2, records, sealed.length).equals(plain));
+});
+
 t.test('ByteQueue.takeViews: views in order, nothing copied, the rest left', async (t) => {
   const q = new ByteQueue();
   const a = Buffer.from('hello ');
