@@ -172,7 +172,6 @@ export class LeanS3 {
   }
 
   private async attempt(endpoint: ResolvedEndpoint, req: LeanRequest): Promise<LeanBody> {
-    const path = `${endpoint.basePath}/${encodeKey(req.key)}`;
     const headers: Record<string, string> = { host: endpoint.host, ...req.headers };
     const body = req.body;
     if (body !== undefined) {
@@ -180,41 +179,20 @@ export class LeanS3 {
       // As the SDK path does: unsigned where TLS or loopback protects transport, else the body's SHA-256.
       if (this.cfg.unsignedPayload && body.length > 0) headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
     }
-    const toSign: SignableRequest = {
-      method: req.method,
-      protocol: endpoint.protocol,
-      hostname: endpoint.hostname,
-      port: endpoint.port,
-      path,
-      query: req.query ?? {},
-      headers,
-      body,
-    };
-    // Skew-corrected like the SDK's signer; the offset lives in the shared client config.
-    const signingDate = new Date(Date.now() + (this.clientConfig().systemClockOffset ?? 0));
-    const signed = await this.signer.sign(toSign, { signingRegion: endpoint.signingRegion, signingDate });
+    const signed = await this.sign(endpoint, req.method, req.key, req.query, headers, body);
     req.signal?.throwIfAborted();
-    const query = req.query ? new URLSearchParams(req.query).toString() : '';
     if (this.raw && req.method === 'GET' && endpoint.protocol === 'http:') {
       return this.raw.request({
         hostname: endpoint.hostname,
         port: endpoint.port ?? 80,
         method: 'GET',
-        path: query ? `${path}?${query}` : path,
+        path: signed.path,
         headers: signed.headers,
         signal: req.signal,
         timeoutError,
       });
     }
-    const agent = endpoint.protocol === 'https:' ? this.cfg.httpsAgent : this.cfg.httpAgent;
-    const request = (endpoint.protocol === 'https:' ? https : http).request({
-      agent,
-      method: req.method,
-      hostname: endpoint.hostname,
-      port: endpoint.port,
-      path: query ? `${path}?${query}` : path,
-      headers: signed.headers,
-    });
+    const request = this.clientRequest(endpoint, req.method, signed);
     // Not http.request's `signal` option: an abort after the body was read (a reader closing its
     // stream aborts at every close) then destroyed a socket already back in the keep-alive pool, an
     // unhandled 'error' that killed the process. An abort cuts only a response still arriving.
@@ -238,6 +216,31 @@ export class LeanS3 {
       request.once('response', resolve);
       this.armTimeouts(request);
       request.end(body);
+    });
+  }
+
+  /** SigV4 headers for a request (skew-corrected like the SDK's signer: the offset lives in the shared client config), and its path with the query. */
+  private async sign(
+    endpoint: ResolvedEndpoint, method: string, key: string, query: Record<string, string> | undefined,
+    headers: Record<string, string>, body?: Uint8Array,
+  ): Promise<{ path: string; headers: Record<string, string> }> {
+    const path = `${endpoint.basePath}/${encodeKey(key)}`;
+    const toSign: SignableRequest = { method, protocol: endpoint.protocol, hostname: endpoint.hostname, port: endpoint.port, path, query: query ?? {}, headers, body };
+    const signingDate = new Date(Date.now() + (this.clientConfig().systemClockOffset ?? 0));
+    const signed = await this.signer.sign(toSign, { signingRegion: endpoint.signingRegion, signingDate });
+    const search = query ? new URLSearchParams(query).toString() : '';
+    return { path: search ? `${path}?${search}` : path, headers: signed.headers };
+  }
+
+  /** A node:http(s) request on the store's keep-alive agents. */
+  private clientRequest(endpoint: ResolvedEndpoint, method: string, signed: { path: string; headers: Record<string, string> }): http.ClientRequest {
+    return (endpoint.protocol === 'https:' ? https : http).request({
+      agent: endpoint.protocol === 'https:' ? this.cfg.httpsAgent : this.cfg.httpAgent,
+      method,
+      hostname: endpoint.hostname,
+      port: endpoint.port,
+      path: signed.path,
+      headers: signed.headers,
     });
   }
 
@@ -291,20 +294,8 @@ export class LeanS3 {
   async sendStreaming(req: Omit<LeanRequest, 'method' | 'body' | 'signal'>, length: number, source: AsyncIterable<Uint8Array>): Promise<LeanResponse> {
     if (!this.cfg.unsignedPayload) throw new Error('a streamed body needs UNSIGNED-PAYLOAD');
     const endpoint = await this.endpoint(req.bucket);
-    const path = `${endpoint.basePath}/${encodeKey(req.key)}`;
     const headers: Record<string, string> = { host: endpoint.host, ...req.headers, 'content-length': String(length), 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' };
-    const toSign: SignableRequest = { method: 'PUT', protocol: endpoint.protocol, hostname: endpoint.hostname, port: endpoint.port, path, query: req.query ?? {}, headers };
-    const signingDate = new Date(Date.now() + (this.clientConfig().systemClockOffset ?? 0));
-    const signed = await this.signer.sign(toSign, { signingRegion: endpoint.signingRegion, signingDate });
-    const query = req.query ? new URLSearchParams(req.query).toString() : '';
-    const request = (endpoint.protocol === 'https:' ? https : http).request({
-      agent: endpoint.protocol === 'https:' ? this.cfg.httpsAgent : this.cfg.httpAgent,
-      method: 'PUT',
-      hostname: endpoint.hostname,
-      port: endpoint.port,
-      path: query ? `${path}?${query}` : path,
-      headers: signed.headers,
-    });
+    const request = this.clientRequest(endpoint, 'PUT', await this.sign(endpoint, 'PUT', req.key, req.query, headers));
     let broken: unknown;
     let early: http.IncomingMessage | undefined;
     let wake: (() => void) | undefined;
