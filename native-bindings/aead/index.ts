@@ -4,10 +4,7 @@
  * S3CRYPTFS_AEAD_ADDON names another build (the AddressSanitizer one); S3CRYPTFS_NATIVE_AEAD=0 turns
  * the addon off (the engine then seals through node:crypto on the event loop, as without the addon).
  */
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { addonCandidates as candidates, requireAddon } from '../addon-file.js';
 
 import type { ChunkRunPort, CipherName } from '../../src/format/index.js';
 
@@ -26,26 +23,18 @@ export interface AeadAddon {
   openAsync(...a: RunArgs): Promise<number>;
 }
 
-const here = path.dirname(fileURLToPath(import.meta.url));
 const CIPHER_ID: Record<CipherName, number> = { 'chacha20-poly1305': 1, 'aes-256-gcm': 2 };
 
-/** Where the addon may be: next to this file, or (from dist/) next to the sources. */
+/** Where the addon may be (S3CRYPTFS_AEAD_ADDON first). */
 export function addonCandidates(): string[] {
-  const out: string[] = [];
-  if (process.env.S3CRYPTFS_AEAD_ADDON) out.push(path.resolve(process.env.S3CRYPTFS_AEAD_ADDON));
-  out.push(path.join(here, 'build/Release/aead.node'));
-  out.push(path.resolve(here, '../../../native-bindings/aead/build/Release/aead.node'));
-  return out;
+  return candidates('aead', 'S3CRYPTFS_AEAD_ADDON');
 }
 
 let cached: AeadAddon | null = null;
 
 /** Loads the addon; throws an Error saying why it cannot. */
 export function loadAeadAddon(): AeadAddon {
-  if (cached) return cached;
-  const file = addonCandidates().find((p) => existsSync(p));
-  if (!file) throw new Error('the AEAD addon is not built (run `npm run build`; needs a C compiler and Node\'s headers)');
-  cached = createRequire(import.meta.url)(file) as AeadAddon;
+  cached ??= requireAddon<AeadAddon>('aead', 'S3CRYPTFS_AEAD_ADDON', 'the AEAD addon is not built (run `npm run build`; needs a C compiler and Node\'s headers)');
   return cached;
 }
 

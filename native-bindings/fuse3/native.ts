@@ -2,10 +2,7 @@
  * Typed access to the libfuse3 addon (src/fuse3.c, built by build.mjs into build/Release/fuse3.node).
  * S3CRYPTFS_FUSE3_ADDON names another build (e.g. the AddressSanitizer one in build-asan/).
  */
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { addonCandidates as candidates, requireAddon } from '../addon-file.js';
 
 export type OpName =
   | 'init' | 'lookup' | 'forget' | 'getattr' | 'setattr' | 'readlink' | 'mknod' | 'mkdir' | 'unlink'
@@ -93,26 +90,17 @@ export interface NativeAddon {
   constants: Record<string, number>;
 }
 
-const here = path.dirname(fileURLToPath(import.meta.url));
 
-/** Where the addon may be: next to this file, or (from dist/) next to the sources. */
+/** Where the addon may be (S3CRYPTFS_FUSE3_ADDON first). */
 export function addonCandidates(): string[] {
-  const out: string[] = [];
-  if (process.env.S3CRYPTFS_FUSE3_ADDON) out.push(path.resolve(process.env.S3CRYPTFS_FUSE3_ADDON));
-  out.push(path.join(here, 'build/Release/fuse3.node'));
-  out.push(path.resolve(here, '../../../native-bindings/fuse3/build/Release/fuse3.node'));
-  return out;
+  return candidates('fuse3', 'S3CRYPTFS_FUSE3_ADDON');
 }
 
 let cached: NativeAddon | null = null;
 
 /** Loads the addon; throws an Error saying why it cannot. */
 export function loadAddon(): NativeAddon {
-  if (cached) return cached;
-  const file = addonCandidates().find((p) => existsSync(p));
-  if (!file) {
-    throw new Error('the libfuse3 addon is not built (needs libfuse3-dev, pkg-config and a C compiler; run `npm run build:native`)');
-  }
-  cached = createRequire(import.meta.url)(file) as NativeAddon;
+  cached ??= requireAddon<NativeAddon>('fuse3', 'S3CRYPTFS_FUSE3_ADDON',
+    'the libfuse3 addon is not built (needs libfuse3-dev, pkg-config and a C compiler; run `npm run build:native`)');
   return cached;
 }
