@@ -10,8 +10,8 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Engine } from '../engine/index.js';
-import { DEFAULT_CHUNK_SIZE, DEFAULT_CIPHER, newBucketConfig, type BucketConfig } from '../format/config.js';
+import { Engine, hostPreferredCipher } from '../engine/index.js';
+import { DEFAULT_CHUNK_SIZE, newBucketConfig, type BucketConfig } from '../format/config.js';
 import { startEmbeddedS3, type EmbeddedS3 } from '../store/embedded-s3.js';
 import { ObjectStore } from '../store/store.js';
 import { generateKeyFile, KeyFileSource, loadKeys, wipeKeys } from '../keys/index.js';
@@ -58,7 +58,7 @@ export const demoCommand: CliCommand = {
     let config = await readBucketConfig(store, BUCKET, '');
     if (!config) {
       const { keys, keyId } = await loadKeys(source);
-      const fresh: BucketConfig = newBucketConfig(keys, { cipher: DEFAULT_CIPHER, chunkSize: DEFAULT_CHUNK_SIZE, names: 'aes-siv' });
+      const fresh: BucketConfig = newBucketConfig(keys, { cipher: hostPreferredCipher(), chunkSize: DEFAULT_CHUNK_SIZE, names: 'aes-siv' });
       wipeKeys(keys);
       await Engine.init(store, BUCKET, '', fresh);
       config = fresh;

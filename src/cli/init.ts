@@ -1,7 +1,7 @@
 /** `s3cryptfs init s3://BUCKET[/PREFIX]`: write the bucket config (cipher, chunk size, key id, kdf). */
-import { Engine } from '../engine/index.js';
+import { Engine, hostPreferredCipher } from '../engine/index.js';
 import { normalizePrefix } from '../engine/paths.js';
-import { DEFAULT_CHUNK_SIZE, DEFAULT_CIPHER, newBucketConfig, type ScryptParams } from '../format/config.js';
+import { DEFAULT_CHUNK_SIZE, newBucketConfig, type ScryptParams } from '../format/config.js';
 import { isValidChunkSize, type CipherName } from '../format/header.js';
 import { loadKeys, newScryptParams, PassphraseFileSource, wipeKeys } from '../keys/index.js';
 import type { CliCommand } from './command.js';
@@ -24,7 +24,7 @@ export const initCommand: CliCommand = {
   async run(args, rt) {
     const url = parseS3Url(args.location as string);
     const prefix = normalizePrefix(url.key);
-    const cipher = (rt.setting<string>('cipher') ?? DEFAULT_CIPHER) as CipherName;
+    const cipher = (rt.setting<string>('cipher') ?? hostPreferredCipher()) as CipherName;
     if (cipher !== 'chacha20-poly1305' && cipher !== 'aes-256-gcm') {
       throw new CliError(ExitCode.CONFIG, `unknown cipher "${cipher}" (chacha20-poly1305 or aes-256-gcm)`);
     }

@@ -1,6 +1,6 @@
 /** Option definitions shared by several commands. Defaults are applied in config.ts, not by yargs. */
 import type { Argv, Options } from 'yargs';
-import { DEFAULT_CHUNK_SIZE, DEFAULT_CIPHER } from '../format/config.js';
+import { DEFAULT_CHUNK_SIZE } from '../format/config.js';
 import { AwsCseConfigError, loadAwsCseOptions } from '../engine/aws-cse/options.js';
 import type { AwsCseOptions } from '../engine/aws-cse/index.js';
 import { DEFAULT_CONCURRENCY } from './config.js';
@@ -98,7 +98,7 @@ export const INIT_OPTIONS: Record<string, Options> = {
   cipher: {
     type: 'string',
     choices: ['chacha20-poly1305', 'aes-256-gcm'],
-    describe: `Content cipher [default: ${DEFAULT_CIPHER}]`,
+    describe: 'Content cipher [default: aes-256-gcm where the CPU has AES instructions, else chacha20-poly1305]',
     requiresArg: true,
   },
   'chunk-size': {

@@ -8,3 +8,4 @@ export type { ListOptions } from './listing.js';
 export type { ReadStreamOptions } from './read-stream.js';
 export type { EngineStore } from './store-port.js';
 export type { DirObject } from './dir-index.js';
+export { preferredCipher, hostPreferredCipher } from './cipher-choice.js';

@@ -8,6 +8,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { hostPreferredCipher } from '../engine/cipher-choice.js';
 import type { CipherName } from '../format/index.js';
 import type { BucketSpec } from './buckets.js';
 import type { ConditionalMode } from './gateway.js';
@@ -54,7 +55,7 @@ export const GATEWAY_SETTINGS = {
   'upload-concurrency': { kind: 'integer', default: 2, describe: 'Backend parts in flight per upload' },
   'multipart-expiry': { kind: 'seconds', default: 7 * 86400, describe: 'Incomplete multipart uploads older than this many seconds are removed (checked hourly)' },
   'bucket-admin': { kind: 'boolean', default: true, describe: 'Let CreateBucket/DeleteBucket reach the backend (for buckets in --buckets only)' },
-  'new-store-cipher': { kind: 'string', choices: ['chacha20-poly1305', 'aes-256-gcm'], default: 'chacha20-poly1305', describe: 'Cipher of stores created by CreateBucket' },
+  'new-store-cipher': { kind: 'string', choices: ['chacha20-poly1305', 'aes-256-gcm'], default: hostPreferredCipher(), describe: 'Cipher of stores created by CreateBucket (default: aes-256-gcm where the CPU has AES instructions)' },
   'new-store-chunk-size': { kind: 'size', default: '64K', describe: 'Chunk size of stores created by CreateBucket' },
   'new-store-encrypt-names': { kind: 'boolean', default: false, describe: 'Whether stores created by CreateBucket encrypt names' },
 } as const satisfies Record<string, SettingSpec>;

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
-import { DEFAULT_PART_SIZE, Engine, EngineError, type ObjectStat } from '../engine/index.js';
+import { DEFAULT_PART_SIZE, Engine, EngineError, hostPreferredCipher, type ObjectStat } from '../engine/index.js';
 import { parentDir } from '../engine/paths.js';
 import { ciphertextSize, ConfigError, IntegrityError, NameError } from '../format/index.js';
 import { KeyError } from '../keys/index.js';
@@ -484,7 +484,7 @@ export class Gateway {
       if (!(err instanceof EngineError && err.code === 'NOT_INITIALIZED') && !isStoreError(err, 'NoSuchBucket')) throw err;
     }
     try {
-      await this.registry.create(name, this.opts.storeDefaults ?? { cipher: 'chacha20-poly1305', chunkSize: 64 * 1024, names: 'plain' });
+      await this.registry.create(name, this.opts.storeDefaults ?? { cipher: hostPreferredCipher(), chunkSize: 64 * 1024, names: 'plain' });
     } catch (err) {
       if (err instanceof EngineError && err.code === 'ALREADY_INITIALIZED') throw Errors.bucketAlreadyOwnedByYou(name);
       throw err;
