@@ -16,7 +16,11 @@
  * With several rounds the best round per phase is reported (the machine may be shared).
  * --from dist (default) measures the built gateway (dist/, rebuilt with tsc when older than the
  * sources); --from source runs it through tsx. --profile runs the gateway under --cpu-prof and
- * prints where its CPU time went (hashing, ciphers, GC, sockets, SDK, ...).
+ * prints where its CPU time went (hashing, ciphers, GC, sockets, SDK, ...) per measured phase, in ms
+ * per MiB: samples are split by time (V8 stamps them with CLOCK_MONOTONIC, as process.hrtime here),
+ * so the warm-up, the uploads GET needs and the direct phases are counted apart ("outside").
+ * The profiler samples the main thread's wall time: on a loaded machine a descheduled thread's wait
+ * is charged to whatever it ran last, so compare against the /proc row (all threads, CPU only).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -185,39 +189,66 @@ function ensureBuilt(): string {
 
 interface ProfileNode { id: number; callFrame: { functionName: string; url: string }; children?: number[] }
 
-/** Gateway CPU by kind of work, from a V8 .cpuprofile: each sample goes to the first matching rule from leaf to root. */
-function profileSummary(profile: { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] }): [string, number][] {
+/** The kind of work a profile node's samples go to: the first matching rule from leaf to root. */
+function classify(chain: ProfileNode['callFrame'][]): string | null {
+  const leaf = chain[0];
+  const fns = chain.map((f) => f.functionName);
+  const urls = chain.map((f) => f.url);
+  if (leaf.functionName === '(idle)') return null;
+  if (leaf.functionName === '(garbage collector)') return 'garbage collection';
+  if (leaf.functionName === '(program)') return 'native, unattributed';
+  if (urls.some((u) => /^node:internal\/(modules|bootstrap|deps\/cjs-module-lexer|process\/pre_execution)/.test(u))) return 'module loading';
+  if (leaf.functionName === 'update' && leaf.url.includes('hash')) {
+    return fns.includes('getPayloadHash') ? 'SHA-256 of backend request bodies (SDK signing)' : urls.some((u) => u.endsWith('payload.ts') || u.endsWith('payload.js')) ? 'MD5 + SHA-256 of client bodies (verify, ETag)' : 'other hashing';
+  }
+  if (leaf.url.includes('cipher')) return 'encrypt/decrypt';
+  if (['writev', 'writeLatin1String', 'writeBuffer', 'writeUtf8String'].includes(leaf.functionName)) return 'socket writes';
+  if (urls.some((u) => u.includes('@smithy') || u.includes('@aws-sdk'))) return 'AWS SDK (backend client)';
+  if (urls.slice(0, 4).some((u) => u.includes('_http_') || u === 'node:net')) return 'HTTP/sockets (node)';
+  if (urls.some((u) => /\/src\/gateway\//.test(u))) return 'gateway code';
+  if (urls.some((u) => /\/src\/(engine|format|store)\//.test(u))) return 'engine/format/store code';
+  if (urls.some((u) => u.includes('streams'))) return 'node streams';
+  return 'other';
+}
+
+/** A measured phase's time window (CLOCK_MONOTONIC microseconds, the clock V8 stamps profile samples with). */
+interface Window { label: string; t0: number; t1: number; mib: number; cpu: number }
+
+/**
+ * Gateway CPU seconds by kind of work, per window (samples outside every window go to "outside"),
+ * from a V8 .cpuprofile. Sample times are startTime plus the running sum of timeDeltas.
+ */
+function profileByWindow(profile: { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[]; startTime: number }, windows: Window[]): Map<string, Map<string, number>> {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
-  const time = new Map<number, number>();
-  profile.samples.forEach((s, i) => time.set(s, (time.get(s) ?? 0) + (profile.timeDeltas[i] ?? 0)));
-  const out = new Map<string, number>();
-  for (const [id, us] of time) {
-    const chain: ProfileNode['callFrame'][] = [];
-    for (let x: number | undefined = id; x !== undefined; x = parent.get(x)) chain.push(byId.get(x)!.callFrame);
-    const leaf = chain[0];
-    const fns = chain.map((f) => f.functionName);
-    const urls = chain.map((f) => f.url);
-    let kind: string;
-    if (leaf.functionName === '(idle)') continue;
-    else if (leaf.functionName === '(garbage collector)') kind = 'garbage collection';
-    else if (leaf.functionName === '(program)') kind = 'native, unattributed';
-    else if (urls.some((u) => /^node:internal\/(modules|bootstrap|deps\/cjs-module-lexer|process\/pre_execution)/.test(u))) kind = 'module loading';
-    else if (leaf.functionName === 'update' && leaf.url.includes('hash')) {
-      kind = fns.includes('getPayloadHash') ? 'SHA-256 of backend request bodies (SDK signing)' : urls.some((u) => u.endsWith('payload.ts') || u.endsWith('payload.js')) ? 'MD5 + SHA-256 of client bodies (verify, ETag)' : 'other hashing';
-    } else if (leaf.url.includes('cipher')) kind = 'encrypt/decrypt';
-    else if (['writev', 'writeLatin1String', 'writeBuffer', 'writeUtf8String'].includes(leaf.functionName)) kind = 'socket writes';
-    else if (urls.some((u) => u.includes('@smithy') || u.includes('@aws-sdk'))) kind = 'AWS SDK (backend client)';
-    else if (urls.slice(0, 4).some((u) => u.includes('_http_') || u === 'node:net')) kind = 'HTTP/sockets (node)';
-    else if (urls.some((u) => /\/src\/gateway\//.test(u))) kind = 'gateway code';
-    else if (urls.some((u) => /\/src\/(engine|format|store)\//.test(u))) kind = 'engine/format/store code';
-    else if (urls.some((u) => u.includes('streams'))) kind = 'node streams';
-    else kind = 'other';
-    out.set(kind, (out.get(kind) ?? 0) + us / 1e6);
-  }
-  return [...out].sort((a, b) => b[1] - a[1]);
+  const kinds = new Map<number, string | null>();
+  const kindOf = (id: number): string | null => {
+    let k = kinds.get(id);
+    if (k === undefined) {
+      const chain: ProfileNode['callFrame'][] = [];
+      for (let x: number | undefined = id; x !== undefined; x = parent.get(x)) chain.push(byId.get(x)!.callFrame);
+      kinds.set(id, (k = classify(chain)));
+    }
+    return k;
+  };
+  const out = new Map<string, Map<string, number>>();
+  let t = profile.startTime;
+  profile.samples.forEach((id, i) => {
+    const dt = profile.timeDeltas[i] ?? 0;
+    t += dt;
+    // A sample's delta is the time since the previous one: it is charged to the sampled node.
+    const kind = kindOf(id);
+    if (kind === null) return;
+    const label = windows.find((w) => t >= w.t0 && t < w.t1)?.label ?? 'outside';
+    let m = out.get(label);
+    if (!m) out.set(label, (m = new Map()));
+    m.set(kind, (m.get(kind) ?? 0) + dt / 1e6);
+  });
+  return out;
 }
+
+const nowUs = () => Number(process.hrtime.bigint() / 1000n);
 
 async function startGatewayProcess(env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; endpoint: string }> {
   // The launcher's own node flags (as an executable launch applies them), then any extra ones.
@@ -270,6 +301,7 @@ async function main(): Promise<void> {
     await runPhase(direct, 'bench-direct', 'PUT', 2, body, 'warm');
 
     const best = new Map<string, Phase>();
+    const windows: Window[] = [];
     const load0 = loadavg()[0];
     if (!OPS.includes('PUT')) {
       // GET needs objects: written once, not measured.
@@ -288,10 +320,13 @@ async function main(): Promise<void> {
             const s30 = procCpuSeconds(s3.pid);
             const me0 = process.cpuUsage();
             const m0 = machineJiffies();
+            const t0 = nowUs();
             const r = await runPhase(c, bucket, op, concurrency, body, `c${concurrency}`);
+            const t1 = nowUs();
             const me = process.cpuUsage(me0);
             const m1 = machineJiffies();
             const gwCpu = procCpuSeconds(gw.pid!) - gw0;
+            if (target === 'gateway') windows.push({ label: `${op} c${concurrency}`, t0, t1, mib: (requestsOf(op) * (op === 'RANGE' ? Math.floor(SIZE / 4) : SIZE)) / MiB, cpu: gwCpu });
             const phase: Phase = {
               target, op, concurrency,
               mibps: (op === 'RANGE' ? 4 * COUNT * Math.floor(SIZE / 4) : COUNT * SIZE) / MiB / r.seconds,
@@ -379,10 +414,25 @@ async function main(): Promise<void> {
       // The first profile is the main thread (tsx adds a loader thread).
       const keep = path.join(tmpdir(), 's3cryptfs-bench-gateway.cpuprofile');
       await copyFile(path.join(profDir, files[0]), keep);
-      const summary = profileSummary(JSON.parse(await readFile(keep, 'utf8')));
-      const busy = summary.reduce((a, [, s]) => a + s, 0);
-      console.log(`gateway CPU by kind of work (whole run incl. warm-up, ${busy.toFixed(1)} s busy; profile kept in ${keep}):`);
-      for (const [kind, s] of summary) console.log(`  ${s.toFixed(2).padStart(6)} s  ${((100 * s) / busy).toFixed(1).padStart(5)}%  ${kind}`);
+      await writeFile(keep.replace(/\.cpuprofile$/, '.windows.json'), JSON.stringify(windows));
+      const byWindow = profileByWindow(JSON.parse(await readFile(keep, 'utf8')), windows);
+      // Per measured gateway phase (all rounds), in ms of gateway CPU per MiB moved: the warm-up,
+      // the GET objects' upload and the direct phases fall outside and are shown apart, in seconds.
+      const labels = [...new Set(windows.map((w) => w.label))];
+      const mibOf = (label: string) => windows.filter((w) => w.label === label).reduce((a, w) => a + w.mib, 0);
+      const kinds = new Map<string, number>();
+      for (const m of byWindow.values()) for (const [k, v] of m) kinds.set(k, (kinds.get(k) ?? 0) + v);
+      const order = [...kinds].sort((a, b) => b[1] - a[1]).map(([k]) => k);
+      const cell = (label: string, kind: string) => ((1000 * (byWindow.get(label)?.get(kind) ?? 0)) / mibOf(label)).toFixed(2);
+      const sum = (label: string) => [...(byWindow.get(label)?.values() ?? [])].reduce((a, b) => a + b, 0);
+      const t: string[][] = [['kind of work', ...labels.map((l) => `${l} ms/MiB`), 'outside s']];
+      for (const kind of order) t.push([kind, ...labels.map((l) => cell(l, kind)), (byWindow.get('outside')?.get(kind) ?? 0).toFixed(2)]);
+      t.push(['total, main thread (sampled)', ...labels.map((l) => ((1000 * sum(l)) / mibOf(l)).toFixed(2)), sum('outside').toFixed(2)]);
+      // The profiler samples the main thread only: threadpool work (AEAD runs, zlib) and GC helper threads show here.
+      t.push(['process, all threads (/proc)', ...labels.map((l) => ((1000 * windows.filter((w) => w.label === l).reduce((a, w) => a + w.cpu, 0)) / mibOf(l)).toFixed(2)), '']);
+      console.log(`gateway CPU by kind of work, per measured phase (all rounds; "outside" = warm-up, uploads for GET, direct phases; profile kept in ${keep}):`);
+      const widths = t[0].map((_, i) => Math.max(...t.map((r) => r[i].length)));
+      for (const r of t) console.log(r.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  '));
     }
   } finally {
     if (gw && gw.exitCode === null) {
