@@ -81,7 +81,13 @@ export interface NativeMountOptions {
 export type Dispatch = (op: number, id: number, ...args: any[]) => void;
 
 export interface NativeAddon {
-  /** writeBuffer(size): a Buffer of exactly size bytes that large write data is copied into (a pooled block). */
+  /**
+   * writeBuffer(size): a Buffer of exactly `size` bytes (a pooled block) that requests are read into.
+   * A write of at least constants.WRITE_VIEW_MIN bytes is dispatched as a Uint8Array view of its
+   * block, which is then JavaScript's (the next request goes into another block); smaller ones as a
+   * copy. Without it (or when it returns another size) requests go into a malloc'd buffer and all
+   * write data is copied.
+   */
   mount(mountpoint: string, args: string[], options: NativeMountOptions, dispatch: Dispatch, scratch: Float64Array, writeBuffer?: (size: number) => Buffer): NativeSession;
   testSession(dispatch: Dispatch, scratch: Float64Array, writeBuffer?: (size: number) => Buffer): NativeSession;
   /** The kernel-name decoding (strict UTF-8, no '/', 1..1024 bytes); null when rejected. */

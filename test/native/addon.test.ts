@@ -170,6 +170,62 @@ t.test('write data is a copy owned by JavaScript', async (t) => {
   s.close();
 });
 
+t.test('large write data is a view of the receive block, which then belongs to JavaScript', async (t) => {
+  const reqs: Req[] = [];
+  const handed: Buffer[] = [];
+  const sizes: number[] = [];
+  const s = addon.testSession((op, id, ...args) => reqs.push({ op, id, args }), new Float64Array(64), (size) => {
+    sizes.push(size);
+    const b = Buffer.alloc(size);
+    handed.push(b);
+    return b;
+  });
+  const H = addon.constants.RECEIVE_HEADROOM;
+  const big = Buffer.alloc(addon.constants.WRITE_VIEW_MIN, 7);
+  big.write('first', 0);
+  s.inject(OP.write, 3, 1, big);
+  t.equal(handed.length, 1, 'one block taken for the request');
+  t.ok(sizes[0] > H, `blocks have room for the largest write and its headers (${sizes[0]} bytes)`);
+  const d1 = reqs[reqs.length - 1].args[2] as Uint8Array;
+  t.equal(d1.buffer, handed[0].buffer, 'the data is a view of the receive block, not a copy');
+  t.equal(d1.byteLength, big.length);
+  t.ok(d1.byteOffset > 0, 'after the request headers');
+  t.equal(Buffer.from(d1.buffer, d1.byteOffset, 5).toString(), 'first');
+  const big2 = Buffer.alloc(sizes[0] - H, 9);
+  big2.write('second', 0);
+  s.inject(OP.write, 3, 1, big2);
+  t.equal(handed.length, 2, 'the next request went into a fresh block');
+  const d2 = reqs[reqs.length - 1].args[2] as Uint8Array;
+  t.equal(d2.buffer, handed[1].buffer);
+  t.equal(d2.byteLength, sizes[0] - H, 'the largest write fits');
+  t.equal(Buffer.from(d1.buffer, d1.byteOffset, 5).toString(), 'first', 'the first write data is untouched');
+  t.equal(Buffer.from(d2.buffer, d2.byteOffset, 6).toString(), 'second');
+  const small = Buffer.from('tiny write');
+  s.inject(OP.write, 3, 1, small);
+  const d3 = reqs[reqs.length - 1].args[2] as Buffer;
+  t.equal(handed.length, 3, 'a fresh block for the small write');
+  t.ok(Buffer.isBuffer(d3) && d3.buffer !== handed[2].buffer, 'small write data is a copy');
+  t.equal(d3.toString(), 'tiny write');
+  s.inject(OP.write, 3, 1, big);
+  t.equal(handed.length, 3, 'after a small write the same block takes the next request');
+  t.equal((reqs[reqs.length - 1].args[2] as Uint8Array).buffer, handed[2].buffer);
+  t.throws(() => s.inject(OP.write, 3, 1, Buffer.alloc(sizes[0])), /does not fit/);
+  for (const r of reqs) t.equal(s.replyWrite(r.id, 1), true);
+  t.equal(s.stats().pending, 0);
+  s.close();
+});
+
+t.test('a writeBuffer provider that returns another size: write data is copied', async (t) => {
+  const reqs: Req[] = [];
+  const s = addon.testSession((op, id, ...args) => reqs.push({ op, id, args }), new Float64Array(64), () => Buffer.alloc(100));
+  const big = Buffer.alloc(addon.constants.WRITE_VIEW_MIN, 5);
+  s.inject(OP.write, 3, 1, big);
+  const d = reqs[reqs.length - 1].args[2] as Buffer;
+  t.ok(Buffer.isBuffer(d) && d.byteLength === big.length && d.equals(big), 'a copy with the same bytes');
+  t.equal(s.replyWrite(reqs[reqs.length - 1].id, big.length), true);
+  s.close();
+});
+
 t.test('names from the kernel: strict UTF-8, no "/", 1..1024 bytes', async (t) => {
   const { s, reqs, last } = harness();
   s.inject(OP.lookup, 1, Buffer.from('héllo wörld ✓ 😀'));

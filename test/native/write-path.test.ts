@@ -1,6 +1,7 @@
-// fuse3 write path: large write data arrives in pooled blocks that come back only once the
-// filesystem is done with them; write-only descriptors that start a file afresh bypass the page
-// cache, and readers holding the file open still see every write.
+// fuse3 write path: requests are read into pooled blocks; a large write's data is handed over as a
+// view of its block, which comes back only once the filesystem is done with it; write-only
+// descriptors that start a file afresh bypass the page cache, and readers holding the file open
+// still see every write.
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import t from 'tap';
@@ -40,6 +41,7 @@ if (skip) {
   t.test('pooled write data: every byte applied exactly, blocks reused only after the filesystem is done', async (t) => {
     const blocks = new Set<ArrayBufferLike>();
     let largeWrites = 0;
+    let notViews = 0;
     const mismatches: string[] = [];
     const m = await mountMemory(t, {
       fsWrap: (fs) => wrapFs(fs, {
@@ -47,6 +49,8 @@ if (skip) {
           if (data.length >= 64 * 1024) {
             largeWrites++;
             blocks.add(data.buffer);
+            // A view of the block the request was read into (max_write 1 MiB + the headers' room).
+            if (data.buffer.byteLength !== MiB + 4096 || data.byteOffset === 0) notViews++;
           }
           // Slow writes keep the write-behind queue full; the data must not change meanwhile.
           const before = createHash('sha256').update(data).digest('hex');
@@ -65,6 +69,7 @@ if (skip) {
       t.equal((await run(`cmp ${q(ref)} ${q(path.join(m.mnt, name))} && echo same`)).trim(), 'same', `${name}: content`);
     }
     t.ok(blocks.size > 0 && blocks.size < largeWrites, `blocks are reused (${blocks.size} blocks for ${largeWrites} large writes)`);
+    t.equal(notViews, 0, 'large write data stays in the receive block it was read into (no copy)');
   });
 
   t.test('readers holding the file open see writes through write-only descriptors', async (t) => {

@@ -120,11 +120,18 @@ typedef struct session {
   int cleanup_hook;
   napi_ref dispatch_ref;
   napi_ref scratch_ref;
-  napi_ref write_buffer_ref; /* optional (size) => Buffer for large write data, or NULL */
+  napi_ref write_buffer_ref; /* optional (size) => Buffer: the blocks requests are read into */
   napi_ref resource_ref;
   napi_async_context actx;
   double *scratch;
-  struct fuse_buf buf;
+  /*
+   * The block the next request is read into: a pooled JavaScript Buffer (recv_ref) when the
+   * session has a writeBuffer provider, else malloc'd. A large WRITE's data is handed to JavaScript
+   * as a view of the block (no copy), and the next request goes into a fresh block.
+   */
+  char *recv_mem;
+  size_t recv_len, recv_size;
+  napi_ref recv_ref;
   slot_t *slots;
   uint32_t nslots, cap_slots, free_head, pending, max_pending;
   uint32_t *intr;      /* request ids interrupted during the current processing step */
@@ -691,31 +698,91 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 }
 
 /*
- * Large write data goes into a buffer JavaScript hands out from a pool of resident blocks: a fresh
- * 1 MiB allocation per request costs page faults and garbage collection. Returns 0 (and leaves no
- * pending exception) when there is no provider or it did not give a usable buffer.
+ * Receive blocks. The kernel needs room for the largest write (max_write) plus the request headers;
+ * libfuse's own buffer has one page more than max_write for them (FUSE_BUFFER_HEADER_SIZE).
  */
+#define RECV_HEADROOM 4096
 #define WRITE_BUFFER_MIN (64 * 1024)
-static int copy_to_write_buffer(session_t *s, const char *buf, size_t size, napi_value *out) {
-  if (!s->write_buffer_ref || size < WRITE_BUFFER_MIN) return 0;
-  napi_env env = s->env;
-  napi_value fn, recv, arg, result;
-  bool is_buffer = false;
-  void *p = NULL;
-  size_t len = 0;
-  if (napi_get_reference_value(env, s->write_buffer_ref, &fn) != napi_ok || !fn) return 0;
-  napi_get_undefined(env, &recv);
-  napi_create_double(env, (double)size, &arg);
-  if (napi_call_function(env, recv, fn, 1, &arg, &result) != napi_ok) {
-    napi_value ignored;
-    napi_get_and_clear_last_exception(env, &ignored);
-    return 0;
+
+static size_t recv_size_for(unsigned max_write) {
+  size_t mw = max_write ? max_write : (size_t)256 * (size_t)sysconf(_SC_PAGESIZE); /* libfuse's default */
+  size_t n = mw + RECV_HEADROOM;
+  return n < 8192 ? 8192 : n; /* FUSE_MIN_READ_BUFFER */
+}
+
+/*
+ * Makes sure there is a block to read the next request into: one from the JavaScript pool
+ * (writeBuffer(recv_size) must return exactly that many bytes), else a malloc'd one. Returns 0 when
+ * there is one. Leaves no pending exception.
+ */
+static int ensure_recv_block(session_t *s) {
+  if (s->recv_mem) return 0;
+  if (s->write_buffer_ref) {
+    napi_env env = s->env;
+    napi_value fn = NULL, recv, arg, result = NULL;
+    bool is_buffer = false;
+    void *p = NULL;
+    size_t len = 0;
+    SCOPE_OPEN(s);
+    int ok = napi_get_reference_value(env, s->write_buffer_ref, &fn) == napi_ok && fn;
+    if (ok) {
+      napi_get_undefined(env, &recv);
+      napi_create_double(env, (double)s->recv_size, &arg);
+      if (napi_call_function(env, recv, fn, 1, &arg, &result) != napi_ok) {
+        napi_value ignored;
+        napi_get_and_clear_last_exception(env, &ignored);
+        ok = 0;
+      }
+    }
+    ok = ok && napi_is_buffer(env, result, &is_buffer) == napi_ok && is_buffer &&
+         napi_get_buffer_info(env, result, &p, &len) == napi_ok && p && len == s->recv_size &&
+         napi_create_reference(env, result, 1, &s->recv_ref) == napi_ok;
+    SCOPE_CLOSE(s);
+    if (ok) {
+      s->recv_mem = p;
+      s->recv_len = len;
+      return 0;
+    }
+    s->recv_ref = NULL;
   }
-  if (napi_is_buffer(env, result, &is_buffer) != napi_ok || !is_buffer) return 0;
-  if (napi_get_buffer_info(env, result, &p, &len) != napi_ok || len != size || !p) return 0;
-  memcpy(p, buf, size);
-  *out = result;
-  return 1;
+  s->recv_mem = malloc(s->recv_size);
+  s->recv_len = s->recv_mem ? s->recv_size : 0;
+  return s->recv_mem ? 0 : -1;
+}
+
+/* Drops the session's hold on the receive block (a JavaScript one is then JavaScript's alone). */
+static void drop_recv_block(session_t *s) {
+  if (s->recv_ref) napi_delete_reference(s->env, s->recv_ref);
+  else free(s->recv_mem);
+  s->recv_ref = NULL;
+  s->recv_mem = NULL;
+  s->recv_len = 0;
+}
+
+/*
+ * Write data that lies in a JavaScript receive block: a Uint8Array view of it, and the block is
+ * JavaScript's from now on (the next request is read into another one). Returns 0 when it made one.
+ */
+static int view_of_recv_block(session_t *s, const char *buf, size_t size, napi_value *out) {
+  if (!s->recv_ref || size < WRITE_BUFFER_MIN || buf < s->recv_mem || (size_t)(buf - s->recv_mem) > s->recv_len ||
+      size > s->recv_len - (size_t)(buf - s->recv_mem))
+    return -1;
+  napi_env env = s->env;
+  napi_value block, ab;
+  napi_typedarray_type type;
+  size_t len, off;
+  void *data;
+  if (napi_get_reference_value(env, s->recv_ref, &block) != napi_ok || !block ||
+      napi_get_typedarray_info(env, block, &type, &len, &data, &ab, &off) != napi_ok || data != s->recv_mem ||
+      napi_create_typedarray(env, napi_uint8_array, size, ab, off + (size_t)(buf - s->recv_mem), out) != napi_ok) {
+    napi_value ignored;
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (pending) napi_get_and_clear_last_exception(env, &ignored);
+    return -1;
+  }
+  drop_recv_block(s);
+  return 0;
 }
 
 static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
@@ -727,10 +794,11 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
   }
   SCOPE_OPEN(s);
   napi_value argv[7];
-  /* The receive buffer is reused for the next request: JavaScript gets its own copy. */
+  /* Large data: a view of the pooled receive block it was read into. Small data: a copy (the
+     block is reused for the next request). */
   void *copy = NULL;
   napi_value data;
-  if (!copy_to_write_buffer(s, buf, size, &data) && napi_create_buffer_copy(s->env, size, buf, &copy, &data) != napi_ok) {
+  if (view_of_recv_block(s, buf, size, &data) && napi_create_buffer_copy(s->env, size, buf, &copy, &data) != napi_ok) {
     s->requests[OP_WRITE]++;
     send_err(s, req, ENOMEM);
   } else if (begin(s, req, OP_WRITE, argv) != UINT32_MAX) {
@@ -869,15 +937,30 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
   if (status < 0) {
     on_ended(s, -status);
   } else {
+    /* Reads as fuse_session_receive_buf does without splice, but into our block (see recv_mem). */
     for (int i = 0; i < BATCH && !s->ended && !s->closed; i++) {
-      int res = fuse_session_receive_buf(s->se, &s->buf);
-      if (res == -EAGAIN) break;
-      if (res == -EINTR || res == -ENOENT) continue;
-      if (res <= 0 || fuse_session_exited(s->se)) {
-        on_ended(s, res < 0 ? -res : 0);
+      if (ensure_recv_block(s)) {
+        on_ended(s, ENOMEM);
         break;
       }
-      fuse_session_process_buf(s->se, &s->buf);
+      ssize_t res = read(s->fd, s->recv_mem, s->recv_len);
+      int err = res < 0 ? errno : 0;
+      if (err == EAGAIN) break;
+      if (err == EINTR || err == ENOENT) continue; /* ENOENT: the request was interrupted */
+      if (err == ENODEV) fuse_session_exit(s->se); /* unmounted, or the connection was aborted */
+      if (res <= 0 || fuse_session_exited(s->se)) {
+        on_ended(s, err == ENODEV ? 0 : err);
+        break;
+      }
+      if ((size_t)res < 40) { /* sizeof(struct fuse_in_header), a fixed part of the protocol */
+        on_ended(s, EIO);
+        break;
+      }
+      struct fuse_buf fb;
+      memset(&fb, 0, sizeof fb);
+      fb.mem = s->recv_mem;
+      fb.size = (size_t)res;
+      fuse_session_process_buf(s->se, &fb);
       if (s->nintr) deliver_interrupts(s);
     }
   }
@@ -899,6 +982,7 @@ static void release_resources(session_t *s) {
   if (s->dispatch_ref) napi_delete_reference(env, s->dispatch_ref);
   if (s->scratch_ref) napi_delete_reference(env, s->scratch_ref);
   if (s->write_buffer_ref) napi_delete_reference(env, s->write_buffer_ref);
+  if (s->recv_ref) drop_recv_block(s);
   if (s->resource_ref) napi_delete_reference(env, s->resource_ref);
   if (s->actx) napi_async_destroy(env, s->actx);
   s->dispatch_ref = s->scratch_ref = s->resource_ref = s->write_buffer_ref = NULL;
@@ -906,7 +990,7 @@ static void release_resources(session_t *s) {
 }
 
 static void session_free(session_t *s) {
-  free(s->buf.mem);
+  if (!s->recv_ref) free(s->recv_mem); /* a JavaScript block is the garbage collector's */
   free(s->slots);
   free(s->intr_ids);
   free(s);
@@ -1488,7 +1572,21 @@ static napi_value m_inject(napi_env env, napi_callback_info info) {
       if (op == OP_OPEN) ll_open(fake, ino, &fi);
       else if (op == OP_STATFS) ll_statfs(fake, ino);
       else if (op == OP_CREATE) named(fake, OP_CREATE, ino, "f", 2, 0644, 0);
-      else if (op == OP_WRITE) ll_write(fake, ino, "abcd", 4, 0, &fi);
+      else if (op == OP_WRITE) {
+        /* inject(write, ino, fh[, data]): data is placed in the receive block, as the kernel does. */
+        bool is_buf = false;
+        void *data;
+        size_t len;
+        if (argc > 3 && napi_is_buffer(env, argv[3], &is_buf) == napi_ok && is_buf &&
+            napi_get_buffer_info(env, argv[3], &data, &len) == napi_ok) {
+          const size_t at = 80; /* fuse_in_header + fuse_write_in */
+          if (ensure_recv_block(s) || len > s->recv_len - at) return throw_type(env, "inject(write): data does not fit the receive block");
+          memcpy(s->recv_mem + at, data, len);
+          ll_write(fake, ino, s->recv_mem + at, len, 0, &fi);
+        } else {
+          ll_write(fake, ino, "abcd", 4, 0, &fi);
+        }
+      }
       else {
         struct stat st;
         memset(&st, 0, sizeof st);
@@ -1670,6 +1768,7 @@ static napi_value m_mount(napi_env env, napi_callback_info info) {
   }
   if (wt == napi_function) napi_create_reference(env, argv[5], 1, &s->write_buffer_ref);
   s->max_write = max_write;
+  s->recv_size = recv_size_for(max_write);
   s->max_readahead = max_readahead;
   s->max_background = max_background;
   s->congestion_threshold = congestion;
@@ -1734,6 +1833,7 @@ static napi_value m_test_session(napi_env env, napi_callback_info info) {
   if (!s) return NULL;
   if (wt == napi_function) napi_create_reference(env, argv[2], 1, &s->write_buffer_ref);
   s->test_mode = 1;
+  s->recv_size = recv_size_for(0);
   s->ended = 1; /* nothing to poll */
   return make_session_object(env, s);
 }
@@ -1790,6 +1890,8 @@ static napi_value init_module(napi_env env, napi_value exports) {
   napi_set_named_property(env, consts, "FUSE_MINOR_VERSION", num(env, FUSE_MINOR_VERSION));
   napi_set_named_property(env, consts, "SCRATCH_DOUBLES", num(env, SCRATCH_DOUBLES));
   napi_set_named_property(env, consts, "ATTR_STRIDE", num(env, A_STRIDE));
+  napi_set_named_property(env, consts, "RECEIVE_HEADROOM", num(env, RECV_HEADROOM));
+  napi_set_named_property(env, consts, "WRITE_VIEW_MIN", num(env, WRITE_BUFFER_MIN));
   napi_set_named_property(env, exports, "constants", consts);
   return exports;
 }
