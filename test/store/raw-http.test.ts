@@ -167,3 +167,41 @@ t.test('a pooled socket dropped without an answer is retried once on a new conne
   drops = 0;
   await t.rejects(get(fresh, s.port, '/drop-once'), { code: 'ECONNRESET' });
 });
+
+t.test('a body is read into slabs: consecutive pieces continue each other in memory, bytes exact', async (t) => {
+  const data = randomBytes(5 * 1024 * 1024 + 333);
+  const s = await serve(t, (_req, res) => {
+    res.setHeader('Content-Length', data.length);
+    // Written in odd pieces, so reads end at arbitrary places.
+    let at = 0;
+    const step = () => {
+      while (at < data.length) {
+        const n = Math.min(data.length - at, 70_001);
+        const more = res.write(data.subarray(at, at + n));
+        at += n;
+        if (!more) return void res.once('drain', step);
+      }
+      res.end();
+    };
+    step();
+  });
+  const c = client(t);
+  for (let round = 0; round < 2; round++) {
+    const res = await get(c, s.port);
+    // 'data' events, one per piece: for await would join what is buffered.
+    const pieces: Buffer[] = [];
+    res.on('data', (p: Buffer) => pieces.push(p));
+    await new Promise((r) => res.once('end', r));
+    t.ok(Buffer.concat(pieces).equals(data), `round ${round}: body exact`);
+    // Pieces sharing a slab lie back to back in it (what ByteQueue joins); slabs are filled, not one per read.
+    for (let i = 1; i < pieces.length; i++) {
+      const a = pieces[i - 1]!;
+      const b = pieces[i]!;
+      if (a.buffer === b.buffer) t.equal(b.byteOffset, a.byteOffset + a.length, `round ${round}: piece ${i} continues piece ${i - 1}`);
+    }
+    const slabs = new Set(pieces.map((p) => p.buffer));
+    t.ok([...slabs].every((b) => b.byteLength === 1024 * 1024), 'slabs of 1 MiB');
+    t.ok(slabs.size <= Math.ceil(data.length / (1024 * 1024 - 64 * 1024)) + 1, `round ${round}: ${slabs.size} slabs for ${pieces.length} pieces`);
+  }
+  t.equal(s.connections(), 1);
+});

@@ -1,0 +1,52 @@
+/**
+ * The pieces of a byte stream exactly as they were pushed. `for await` over a Readable calls read(),
+ * which joins whatever is buffered into a new Buffer: an allocation and a copy per join, and the
+ * joined bytes are no longer views of the socket's slab (store/raw-http.ts), so chunks could not be
+ * opened in place. Flowing mode hands over each piece; the stream is paused while `highWater` bytes
+ * wait here. Ending early (break, throw) leaves the stream to the caller (destroy it).
+ */
+import { finished, type Readable } from 'node:stream';
+
+export async function* streamPieces(stream: Readable, highWater = 256 * 1024): AsyncGenerator<Buffer> {
+  const queue: Buffer[] = [];
+  let head = 0;
+  let queued = 0;
+  let done = false;
+  let failure: unknown = null;
+  let wake: (() => void) | null = null;
+  const onData = (piece: Buffer) => {
+    queue.push(piece);
+    queued += piece.length;
+    if (queued >= highWater) stream.pause();
+    wake?.();
+  };
+  stream.on('data', onData);
+  const stopWatching = finished(stream, (err) => {
+    if (err) failure = err;
+    done = true;
+    wake?.();
+  });
+  try {
+    for (;;) {
+      if (head < queue.length) {
+        const piece = queue[head]!;
+        queue[head++] = undefined as unknown as Buffer;
+        if (head === queue.length) {
+          queue.length = 0;
+          head = 0;
+        }
+        queued -= piece.length;
+        if (queued < highWater && stream.isPaused() && !done) stream.resume();
+        yield piece;
+        continue;
+      }
+      if (failure) throw failure;
+      if (done) return;
+      await new Promise<void>((resolve) => { wake = resolve; });
+      wake = null;
+    }
+  } finally {
+    stream.off('data', onData);
+    stopWatching();
+  }
+}
