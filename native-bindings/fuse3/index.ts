@@ -20,6 +20,7 @@ import { constants as fsc } from 'node:fs';
 import { access, readFile, realpath, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { lend, reclaim } from '../../src/engine/lease.js';
 import type { FsStat } from '../../src/fs/types.js';
 import { checkMountpoint } from '../fuse-native/index.js';
 import { MountError, type FsOperations, type FuseBinding, type MountHandle, type MountOptions } from '../types.js';
@@ -30,6 +31,8 @@ import { WriteBuffers } from './write-buffers.js';
 const execFileP = promisify(execFile);
 
 const MiB = 1024 * 1024;
+/** About what the engine's writer holds of lent write data while sealing it (its STAGE_LIMIT + a run). */
+const LENT_BYTES = 3 * MiB;
 export const DEFAULT_MAX_WRITE = MiB;
 export const DEFAULT_KERNEL_READAHEAD_KIB = 1024;
 const MOUNT_TIMEOUT_MS = 30_000;
@@ -289,12 +292,12 @@ class Fuse3Mount {
     this.maxWrite = Math.min(Math.max(options.maxWrite ?? DEFAULT_MAX_WRITE, 4096), MiB);
     this.writeBehind = Math.max(0, options.writeBehindBytes ?? DEFAULT_WRITE_BEHIND);
     // The addon reads each request into one of these blocks (max_write plus room for the headers)
-    // and hands a large write's data over as a view of it. A full write-behind queue's worth (and
-    // the block being read into) stays resident: with fewer, a sequential writer's queue filling
-    // and draining threw blocks away and allocated fresh ones (page faults in the kernel's copy
-    // into them, about 1 in 5 requests with 4 kept).
+    // and hands a large write's data over as a view of it. A full write-behind queue's worth, what
+    // the engine's writer holds while sealing lent blocks, and the block being read into stay
+    // resident: with fewer, a sequential writer's queue filling and draining threw blocks away and
+    // allocated fresh ones (page faults in the kernel's copy into them, about 1 in 5 requests with 4 kept).
     const block = this.maxWrite + (addon.constants.RECEIVE_HEADROOM ?? 4096);
-    this.writeBuffers = new WriteBuffers(block, Math.ceil(this.writeBehind / this.maxWrite) + 2);
+    this.writeBuffers = new WriteBuffers(block, Math.ceil((this.writeBehind + LENT_BYTES) / this.maxWrite) + 2);
     this.OP = addon.ops;
     this.opNames = [];
     for (const [name, n] of Object.entries(addon.ops)) this.opNames[n] = name as OpName;
@@ -752,7 +755,8 @@ class Fuse3Mount {
   /**
    * Applies a write; answers it at once (write-behind) while fewer than writeBehindBytes are queued,
    * else once applied. Writes of one inode are applied in order. `data` may be a pooled block: it is
-   * given back once the filesystem is done with it (applied, failed or skipped), never before.
+   * given back once the filesystem is done with it (applied, failed or skipped; or, lent to the
+   * engine's writer, once sealed), never before.
    */
   private async write(id: number, fh: number, data: Buffer, offset: number): Promise<void> {
     let h: FileHandle;
@@ -770,12 +774,7 @@ class Fuse3Mount {
     }
     const early = this.queuedBytes + data.length <= this.writeBehind;
     if (!q && !early) {
-      let n: number;
-      try {
-        n = await this.fs.write(h.path, h.fsFh, data, offset);
-      } finally {
-        this.writeBuffers.give(data);
-      }
+      const n = await this.applyWrite(h, data, offset);
       this.session.replyWrite(id, n);
       return;
     }
@@ -787,6 +786,7 @@ class Fuse3Mount {
     queue.count++;
     if (early) this.queuedBytes += data.length;
     // h.path is read when the write runs: a rename in between has updated it.
+    let handedOver = false; // to applyWrite, which gives the block back
     const done = queue.tail.then(async () => {
       // After a failed queued write the rest of the queue is not applied: it fails the same way
       // (reported once, by this request if it was not answered yet).
@@ -795,7 +795,8 @@ class Fuse3Mount {
         if (!early) queue.error = null;
         throw err;
       }
-      const n = await this.fs.write(h.path, h.fsFh, data, offset);
+      handedOver = true;
+      const n = await this.applyWrite(h, data, offset);
       if (n !== data.length) throw Object.assign(new Error(`short write (${n} of ${data.length} bytes)`), { errno: E.EIO });
     });
     queue.tail = done.then(
@@ -807,7 +808,7 @@ class Fuse3Mount {
         }
       },
     ).finally(() => {
-      this.writeBuffers.give(data);
+      if (!handedOver) this.writeBuffers.give(data); // skipped after a failure
       if (early) this.queuedBytes -= data.length;
       if (--queue.count === 0 && queue.error === null && this.queues.get(node) === queue) this.queues.delete(node);
     });
@@ -817,6 +818,20 @@ class Fuse3Mount {
     }
     await done;
     this.session.replyWrite(id, data.length);
+  }
+
+  /**
+   * fs.write with the data lent (src/engine/lease.ts): the engine's writer may keep reading a pooled
+   * block after the write settled, sealing it without a copy, and gives it back itself; else the
+   * block comes back here once the write settled.
+   */
+  private async applyWrite(h: FileHandle, data: Buffer, offset: number): Promise<number> {
+    lend(data, () => this.writeBuffers.give(data));
+    try {
+      return await this.fs.write(h.path, h.fsFh, data, offset);
+    } finally {
+      if (reclaim(data)) this.writeBuffers.give(data);
+    }
   }
 
   private async release(id: number, fh: number): Promise<void> {

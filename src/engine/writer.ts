@@ -3,7 +3,9 @@
  * into parts of partSize. With the native AEAD addon (native-bindings/aead), write() copies the
  * plaintext to where its ciphertext goes in the part buffer and returns; runs of whole chunks are
  * sealed there in place on the libuv threadpool, one run at a time, so the event loop serves other
- * work (the next FUSE requests) meanwhile. At most STAGE_LIMIT bytes wait to be sealed per writer.
+ * work (the next FUSE requests) meanwhile. Data lent to the writer (./lease.ts: the fuse3 binding's
+ * receive blocks) is not copied: its whole chunks are sealed from it into the part buffers, and the
+ * lease is released once they are. At most STAGE_LIMIT bytes wait to be sealed per writer.
  * Without the addon, node:crypto seals on the event loop. An object that fits in one part is stored with one PutObject at close;
  * otherwise a multipart upload starts when the first part is full, with at most uploadConcurrency
  * parts in flight (write() waits for a slot), so memory stays near (concurrency + 1) * partSize.
@@ -12,6 +14,7 @@
 import { nativeChunkRunPort } from '../../native-bindings/aead/index.js';
 import { HEADER_SIZE, newObjectCipher, ObjectSealer, TAG_SIZE, type ChunkRunPort, type ObjectCipher } from '../format/index.js';
 import { attributesMetadata } from './attributes.js';
+import { takeLease } from './lease.js';
 import type { EngineContext } from './context.js';
 import { EngineError } from './errors.js';
 import type { ObjectWriter, WriteOptions } from './types.js';
@@ -47,10 +50,24 @@ const STAGE_LIMIT = 2 * 1024 * 1024;
 /** Plaintext per run: parts fill and go while the next run is sealed. */
 const RUN_BYTES = 1024 * 1024;
 
+/** Lent plaintext: chunks first..first+n-1, whole, read from `src` (not copied) when sealed. */
+interface Lent {
+  first: number;
+  n: number;
+  src: Uint8Array;
+  readonly release: () => void;
+}
+
+/** Lent runs gather up to this much plaintext (several leases) per sealing call. */
+const LENT_RUN_BYTES = 2 * 1024 * 1024;
+/** The addon takes at most 32 source pieces per call. */
+const LENT_RUN_PIECES = 16;
+
 /**
  * The run path's state. Plaintext is copied straight to where its ciphertext goes in the part
  * buffers (chunk i at HEADER_SIZE + i * (chunkSize + TAG_SIZE), room left for its tag) and sealed
- * there in place, one run at a time, while later writes are staged behind it.
+ * there in place, one run at a time, while later writes are staged behind it. Chunks of lent data
+ * are sealed from the lent buffers into the same place instead.
  */
 interface Runs {
   readonly cipher: ObjectCipher;
@@ -63,6 +80,8 @@ interface Runs {
   /** Part buffers not uploaded yet; the first one holds ciphertext offsets from windowStart. */
   readonly window: Buffer[];
   windowStart: number;
+  /** Lent chunks not sealed yet, in chunk order (chunks between them are staged in place). */
+  readonly lent: Lent[];
 }
 
 type State = 'open' | 'closing' | 'closed' | 'failed';
@@ -149,7 +168,7 @@ export class EngineWriter implements ObjectWriter {
     if (port) {
       const cipher = newObjectCipher(keys, { cipher: config.cipher, chunkSize: config.chunkSize });
       this.sealer = null;
-      this.runs = { cipher, port, staged: 0, sealed: 0, job: null, window: [], windowStart: 0 };
+      this.runs = { cipher, port, staged: 0, sealed: 0, job: null, window: [], windowStart: 0, lent: [] };
     } else {
       this.sealer = codec ?? new ObjectSealer(newObjectCipher(keys, { cipher: config.cipher, chunkSize: config.chunkSize }));
     }
@@ -213,11 +232,15 @@ export class EngineWriter implements ObjectWriter {
   private async doWrite(data: Uint8Array): Promise<void> {
     if (this.state !== 'open' && this.state !== 'failed') throw new EngineError('CLOSED', `writer for "${this.path}" is closed`);
     await this.throwIfFailed();
+    // A lease is taken for one slice's worth (FUSE writes are at most 1 MiB).
+    let release = this.runs && data.length <= SEAL_SLICE ? takeLease(data) : null;
     try {
       for (let pos = 0; pos < data.length; pos += SEAL_SLICE) {
         const slice = data.subarray(pos, Math.min(data.length, pos + SEAL_SLICE));
         if (this.runs) {
-          await this.stage(slice);
+          const r = release;
+          release = null;
+          await this.stage(slice, r);
           this.bytesWritten += slice.length;
           this.ctx.stats.bytesEncrypted += slice.length;
         } else {
@@ -229,6 +252,7 @@ export class EngineWriter implements ObjectWriter {
         await this.throwIfFailed();
       }
     } catch (err) {
+      release?.();
       // A write that stopped half-way leaves the object unusable: abort it.
       this.fail(err);
       await this.throwIfFailed();
@@ -262,15 +286,42 @@ export class EngineWriter implements ObjectWriter {
   /**
    * The run path: copies `data` to its place in the part buffers (allocating them as needed), lets
    * the sealer take the chunks it completes, and sends parts already sealed whole. Waits first while
-   * more than STAGE_LIMIT bytes wait to be sealed. `data` is not referenced once this resolves.
+   * more than STAGE_LIMIT bytes wait to be sealed. `data` is not referenced once this resolves,
+   * unless it is lent (`release`, called exactly once by the writer): then its whole chunks are
+   * sealed from it, if it starts on a chunk boundary, and only a partial last chunk is copied.
    */
-  private async stage(data: Uint8Array): Promise<void> {
+  private async stage(data: Uint8Array, release: (() => void) | null): Promise<void> {
     const r = this.runs!;
     const size = r.cipher.chunkSize;
-    await this.startRuns();
-    while (r.job && r.staged - r.sealed * size > STAGE_LIMIT) await r.job;
-    await this.throwIfFailed();
-    for (let pos = 0; pos < data.length;) {
+    let pos = 0;
+    try {
+      await this.startRuns();
+      while (r.job && r.staged - r.sealed * size > STAGE_LIMIT) await r.job;
+      await this.throwIfFailed();
+      if (release && r.staged % size === 0 && data.length >= size) {
+        const whole = Math.floor(data.length / size) * size;
+        const first = r.staged / size;
+        // The part buffers its ciphertext goes to (tags included).
+        await this.room(HEADER_SIZE + (first + whole / size) * (size + TAG_SIZE));
+        await this.throwIfFailed();
+        r.lent.push({ first, n: whole / size, src: data.subarray(0, whole), release });
+        release = null;
+        r.staged += whole;
+        pos = whole;
+      }
+      await this.copyIn(data, pos);
+    } finally {
+      release?.(); // copied (or failed): nothing reads it any more
+    }
+    this.pump();
+    await this.sendSealed();
+  }
+
+  /** Copies data[pos..] to its place in the part buffers (staged: sealed in place later). */
+  private async copyIn(data: Uint8Array, pos: number): Promise<void> {
+    const r = this.runs!;
+    const size = r.cipher.chunkSize;
+    while (pos < data.length) {
       const n = Math.min(size - (r.staged % size), data.length - pos);
       const off = this.cipherOffset(r.staged);
       await this.room(off + n);
@@ -282,8 +333,6 @@ export class EngineWriter implements ObjectWriter {
       r.staged += n;
       pos += n;
     }
-    this.pump();
-    await this.sendSealed();
   }
 
   /** The header, at the start of the first part. */
@@ -302,18 +351,37 @@ export class EngineWriter implements ObjectWriter {
     const sealable = r.staged > 0 ? Math.floor((r.staged - 1) / size) : 0;
     if (sealable <= r.sealed) return;
     const first = r.sealed;
-    const n = Math.min(sealable - first, Math.max(1, Math.floor(RUN_BYTES / size)));
+    let n: number;
+    let src: Uint8Array[] | null = null;
+    if (r.lent[0]?.first === first) {
+      // Lent chunks: from consecutive leases, as far as they are sealable.
+      src = [];
+      n = 0;
+      for (const l of r.lent) {
+        if (l.first !== first + n || src.length === LENT_RUN_PIECES || n * size >= LENT_RUN_BYTES) break;
+        const k = Math.min(l.n, sealable - first - n);
+        if (k <= 0) break;
+        src.push(k === l.n ? l.src : l.src.subarray(0, k * size));
+        n += k;
+      }
+    } else {
+      // Staged chunks, up to the next lent ones.
+      const before = r.lent[0] ? r.lent[0].first : Infinity;
+      n = Math.min(sealable - first, Math.max(1, Math.floor(RUN_BYTES / size)), before - first);
+    }
     const from = HEADER_SIZE + first * (size + TAG_SIZE);
     let job: Promise<void>;
     try {
-      job = r.cipher.sealRun(r.port, first, false, null, this.views(from, from + n * (size + TAG_SIZE)));
+      job = r.cipher.sealRun(r.port, first, false, src, this.views(from, from + n * (size + TAG_SIZE)));
     } catch (err) {
       job = Promise.reject(err);
     }
+    const lentRun = src !== null;
     r.job = job.then(
       () => {
         r.sealed += n;
         r.job = null;
+        if (lentRun) this.consumeLent(n);
         this.pump();
       },
       (err: unknown) => {
@@ -321,6 +389,24 @@ export class EngineWriter implements ObjectWriter {
         this.fail(err);
       },
     );
+  }
+
+  /** The first n lent chunks are sealed: leases used up are released. */
+  private consumeLent(n: number): void {
+    const r = this.runs!;
+    const size = r.cipher.chunkSize;
+    while (n > 0 && r.lent.length > 0) {
+      const l = r.lent[0]!;
+      const k = Math.min(n, l.n);
+      l.first += k;
+      l.n -= k;
+      l.src = l.src.subarray(k * size);
+      n -= k;
+      if (l.n === 0) {
+        r.lent.shift();
+        l.release();
+      }
+    }
   }
 
   /** Uploads the parts sealed whole (data follows them: a sealed chunk is never the last before close). */
@@ -347,8 +433,21 @@ export class EngineWriter implements ObjectWriter {
     const end = from + last + TAG_SIZE;
     await this.room(end);
     const dst = this.views(from, end);
-    if (last < SYNC_RUN_BELOW) r.cipher.sealRunSync(r.port, r.sealed, true, null, dst);
-    else await r.cipher.sealRun(r.port, r.sealed, true, null, dst);
+    // The last chunk is staged, or (whole) still in its lease.
+    const lent = r.lent[0]?.first === r.sealed ? r.lent[0] : null;
+    const src = lent ? [lent.src] : null;
+    if (last < SYNC_RUN_BELOW) r.cipher.sealRunSync(r.port, r.sealed, true, src, dst);
+    else {
+      const job = r.cipher.sealRun(r.port, r.sealed, true, src, dst);
+      // A failure is handled by close(); the lease goes back once nothing reads it.
+      r.job = job.then(() => {}, () => {});
+      try {
+        await job;
+      } finally {
+        r.job = null;
+      }
+    }
+    if (lent) this.consumeLent(1);
     r.sealed++;
     const partSize = this.ctx.partSize;
     while (r.window.length > 1) {
@@ -453,7 +552,14 @@ export class EngineWriter implements ObjectWriter {
     this.cancel.abort(err);
     this.part = null;
     this.spare.length = 0;
-    if (this.runs) this.runs.window.length = 0;
+    if (this.runs) {
+      this.runs.window.length = 0;
+      // Leases go back once the run in flight (which may read one) has settled.
+      const lent = this.runs.lent.splice(0);
+      const free = () => lent.forEach((l) => l.release());
+      if (this.runs.job) void this.runs.job.then(free, free);
+      else free();
+    }
     this.cleanup = this.abortUpload();
   }
 

@@ -5,6 +5,7 @@
 // surface like an upload failure; one run at a time.
 import t, { type Test } from 'tap';
 
+import { lend, reclaim } from '../../src/engine/lease.js';
 import { EngineWriter, setChunkRunPort } from '../../src/engine/writer.js';
 import { nativeChunkRunPort } from '../../native-bindings/aead/index.js';
 import { ciphertextSize, HEADER_SIZE, ObjectSealer, openObjectHeader, type ChunkRunPort } from '../../src/format/index.js';
@@ -103,6 +104,107 @@ t.test('native: one run in flight per writer; write() keeps no reference to its 
   t.ok(runs >= 12, `sealed as runs (${runs})`);
   t.equal(max, 1, 'never two runs in flight at once');
   t.ok((await s.engine.getBuffer('serial.bin')).equals(plain), 'reads back (the data was not reused while sealing)');
+});
+
+t.test('native: lent data is sealed from the lent buffers, each lease released once and only after its chunks are sealed', async (t) => {
+  const s = await setupEngine(t, { partSize: 5 * MiB, uploadConcurrency: 2 });
+  let fromLent = 0;
+  let inPlace = 0;
+  const counting: ChunkRunPort = {
+    ...native!,
+    sealRun(...a) {
+      if (a[7] === null) inPlace++;
+      else fromLent++;
+      return native!.sealRun(...a);
+    },
+  };
+  // 1 MiB writes (FUSE's), a write crossing a part boundary, small and unaligned writes in between
+  // (staged), aligned ones again with a partial last chunk; the object ends on a chunk boundary, so
+  // its final chunk is sealed at close from a lease.
+  const sizes = [MiB, MiB, MiB, 100, CHUNK - 100, 4 * CHUNK, 7, MiB, CHUNK - 7, MiB, 3 * CHUNK + 5, CHUNK - 5, MiB];
+  const total = sizes.reduce((a, b) => a + b, 0);
+  t.equal(total % CHUNK, 0, 'ends on a chunk boundary');
+  const plain = gen.bytes(0, total);
+  const released = new Map<number, number>();
+  let reclaimed = 0;
+  let settledBeforeRelease = 0;
+  await withPort(counting, async () => {
+    const w = s.engine.createWriter('lent.bin') as EngineWriter;
+    let pos = 0;
+    const settled: boolean[] = [];
+    for (const [i, n] of sizes.entries()) {
+      const data = Buffer.from(plain.subarray(pos, pos + n));
+      lend(data, () => {
+        released.set(i, (released.get(i) ?? 0) + 1);
+        if (settled[i]) settledBeforeRelease++;
+        data.fill(0x55); // the lender reuses it at once: the writer must be done with it
+      });
+      await w.write(data);
+      settled[i] = true;
+      if (reclaim(data)) {
+        reclaimed++;
+        data.fill(0x55);
+      }
+      pos += n;
+    }
+    await w.close();
+    await checkStored(t, s, w.key, plain, 'lent.bin');
+  });
+  t.equal(released.size + reclaimed, sizes.length, 'every lease came back: released by the writer or reclaimed');
+  t.ok([...released.values()].every((c) => c === 1), 'released once each');
+  t.ok(settledBeforeRelease > 0, `some leases outlived their write() call (${settledBeforeRelease})`);
+  t.ok(fromLent >= 4, `runs sealed from lent buffers (${fromLent})`);
+  t.ok(inPlace >= 1, `and staged runs sealed in place (${inPlace})`);
+  t.ok((await s.engine.getBuffer('lent.bin')).equals(plain), 'reads back');
+});
+
+t.test('native: a failed or aborted writer releases its leases once the run in flight has settled', async (t) => {
+  const s = await setupEngine(t, { partSize: 5 * MiB, uploadConcurrency: 2 });
+  let calls = 0;
+  let inflight = 0;
+  let releasedWhileSealing = 0;
+  const failing: ChunkRunPort = {
+    ...native!,
+    async sealRun(...a) {
+      inflight++;
+      try {
+        await new Promise((r) => setTimeout(r, 2));
+        if (++calls === 3) throw new Error('injected sealing failure');
+        return await native!.sealRun(...a);
+      } finally {
+        inflight--;
+      }
+    },
+  };
+  for (const how of ['failure', 'abort'] as const) {
+    calls = how === 'abort' ? -1000 : 0;
+    let released = 0;
+    let lent = 0;
+    await withPort(failing, async () => {
+      const w = s.engine.createWriter(`fail-${how}.bin`);
+      try {
+        for (let i = 0; i < 12; i++) {
+          const data = gen.bytes(i * MiB, MiB);
+          lent++;
+          lend(data, () => {
+            released++;
+            if (inflight > 0) releasedWhileSealing++;
+          });
+          const p = w.write(data);
+          if (how === 'abort' && i === 5) await w.abort();
+          await p.finally(() => {
+            if (reclaim(data)) released++;
+          });
+        }
+      } catch {
+        // expected: the injected failure, or the abort
+      }
+      await w.abort();
+      await new Promise((r) => setTimeout(r, 20));
+    });
+    t.equal(released, lent, `${how}: every lease came back`);
+  }
+  t.equal(releasedWhileSealing, 0, 'none while a run was being sealed');
 });
 
 t.test('native: a sealing failure rejects the write and close, and nothing becomes visible', async (t) => {
