@@ -1,7 +1,7 @@
 import { PassThrough, Readable, Transform } from 'node:stream';
 import t from 'tap';
 
-import { piecesOf } from '../../src/gateway/gateway.js';
+import { piecesOf } from '../../src/gateway/pieces.js';
 
 t.test('pieces come out as they were pushed, never joined, even when the consumer lags', async (t) => {
   const pushed = Array.from({ length: 12 }, (_, i) => Buffer.alloc(1000 + i, i));
