@@ -6,15 +6,8 @@ export class ByteQueue {
 
   push(b: Buffer): void {
     if (b.length === 0) return;
-    this.length += b.length;
-    // A piece that continues the previous one in memory (successive socket reads into one slab,
-    // see store/raw-http.ts) joins it as one view: whole chunks then lie in one piece.
-    const last = this.pieces.length > this.head ? this.pieces[this.pieces.length - 1]! : undefined;
-    if (last && last.buffer === b.buffer && last.byteOffset + last.length === b.byteOffset) {
-      this.pieces[this.pieces.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + b.length);
-      return;
-    }
     this.pieces.push(b);
+    this.length += b.length;
   }
 
   /** Removes the next n bytes (n <= length) as views of the pieces they are in: nothing is copied. */

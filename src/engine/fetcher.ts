@@ -16,19 +16,13 @@ import { streamPieces } from './stream-pieces.js';
 import { nativeChunkRunPort } from '../../native-bindings/aead/index.js';
 
 /**
- * Takes sealed chunk i (len bytes) off the queue and opens it. With the AEAD addon: a chunk that lies
- * in one piece is opened in place (its plaintext is a view of the received bytes: no allocation, so
- * less GC), else straight from the pieces into a fresh buffer. Without it: joined in `scratch` and
+ * Takes sealed chunk i (len bytes) off the queue and opens it: with the AEAD addon straight from the
+ * pieces into a fresh buffer (no joined copy, no zero-filled output); else joined in `scratch` and
  * opened by node:crypto (openChunk keeps no reference to its input, so one scratch buffer will do).
- * Null when an in-place open failed authentication: the received bytes are wiped, and the caller
- * fetches the chunk again to tell what is wrong (reopen), or to deliver it if it was damaged in transit.
- * The queue's pieces must be the caller's alone (store bodies are).
  */
-export function openFromQueue(cipher: ObjectCipher, i: number, chunkTotal: number, queue: ByteQueue, len: number, scratch: Buffer): Buffer | null {
+export function openFromQueue(cipher: ObjectCipher, i: number, chunkTotal: number, queue: ByteQueue, len: number, scratch: Buffer): Buffer {
   const port = nativeChunkRunPort();
-  if (!port) return cipher.openChunk(i, chunkTotal, queue.take(len, scratch));
-  const views = queue.takeViews(len);
-  return views.length === 1 ? cipher.openChunkInPlace(port, i, chunkTotal, views[0]!) : cipher.openChunkPieces(port, i, chunkTotal, views, len);
+  return port ? cipher.openChunkPieces(port, i, chunkTotal, queue.takeViews(len), len) : cipher.openChunk(i, chunkTotal, queue.take(len, scratch));
 }
 
 /** Prefetch runs at least this long are streamed rather than buffered whole. */
@@ -211,7 +205,7 @@ export class ChunkFetcher {
           while (next <= b) {
             const len = chunkPlainLength(next, this.size, chunkSize) + TAG_SIZE;
             if (queue.length < len) break;
-            deliver(next, openFromQueue(cipher, next, this.chunkTotal, queue, len, scratch) ?? await this.reopen(cipher, next));
+            deliver(next, openFromQueue(cipher, next, this.chunkTotal, queue, len, scratch));
             next++;
           }
         }
@@ -245,11 +239,6 @@ export class ChunkFetcher {
   /** @internal for SequentialStream: a tracked promise for chunk i. */
   track(i: number): Deferred<Buffer> {
     return this.trackChunks(i, i)[0];
-  }
-
-  /** Chunk i fetched again (buffered) and opened: its plaintext, or the classified IntegrityError. */
-  async reopen(cipher: ObjectCipher, i: number): Promise<Buffer> {
-    return cipher.openChunk(i, this.chunkTotal, await this.fetchSealed(i, i));
   }
 
   /** Buffered GET of chunks a..b's ciphertext (resumes and retries). */
@@ -399,7 +388,7 @@ export class SequentialStream {
           const len = chunkPlainLength(this.next, fetcher.size, chunkSize) + TAG_SIZE;
           if (queue.length < len) break;
           const d = this.promised.get(this.next);
-          if (d) this.deliver(this.next, d, openFromQueue(cipher, this.next, fetcher.chunkTotal, queue, len, scratch) ?? await fetcher.reopen(cipher, this.next));
+          if (d) this.deliver(this.next, d, openFromQueue(cipher, this.next, fetcher.chunkTotal, queue, len, scratch));
           else queue.takeViews(len); // cached or fetched by someone else meanwhile: skipped
           this.next++;
         }

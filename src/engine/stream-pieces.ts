@@ -1,9 +1,9 @@
 /**
  * The pieces of a byte stream exactly as they were pushed. `for await` over a Readable calls read(),
- * which joins whatever is buffered into a new Buffer: an allocation and a copy per join, and the
- * joined bytes are no longer views of the socket's slab (store/raw-http.ts), so chunks could not be
- * opened in place. Flowing mode hands over each piece; the stream is paused while `highWater` bytes
- * wait here. Ending early (break, throw) leaves the stream to the caller (destroy it).
+ * which joins whatever is buffered into a new Buffer: an allocation and a copy per join (most of a
+ * streamed GET's body when the reader waits on readahead). Flowing mode hands over each piece; the
+ * stream is paused while `highWater` bytes wait here. Ending early (break, throw) leaves the stream
+ * to the caller (destroy it).
  */
 import { finished, type Readable } from 'node:stream';
 

@@ -97,23 +97,6 @@ export class ObjectCipher {
     return this.openChunk(index, chunkTotal, Buffer.concat(pieces, sealedLength)); // classifies (throws)
   }
 
-  /**
-   * Opens a whole sealed chunk where it lies: the plaintext is the first sealedLength - 16 bytes of
-   * `sealed` (no allocation). Null when authentication fails: those bytes are then wiped, so the
-   * caller classifies the failure from a fresh copy of the chunk (openChunk).
-   */
-  openChunkInPlace(port: ChunkRunPort, index: number, chunkTotal: number, sealed: Buffer): Buffer | null {
-    if (sealed.length < TAG_SIZE) return null;
-    const plain = sealed.subarray(0, sealed.length - TAG_SIZE);
-    let failed: number;
-    try {
-      failed = port.openRunSync(this.cipher, this.contentKey, this.aadMiddle, this.aadFinal, index, this.chunkSize, index === chunkTotal - 1, [sealed], [plain]);
-    } catch {
-      failed = index; // a length the port refuses (a short chunk where a whole one belongs)
-    }
-    return failed === -1 ? plain : null;
-  }
-
   private tryOpen(index: number, final: boolean, sealed: Uint8Array): Buffer | null {
     return openChunk(this.cipher, this.contentKey, index, final ? this.aadFinal : this.aadMiddle, sealed);
   }

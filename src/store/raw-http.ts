@@ -3,11 +3,6 @@
 // here at 0.84-0.94 CPU s/GiB for a 1 GiB body, where http-parser-js, which returns views of the
 // socket's own buffers, took 0.38-0.64 (the rest of the difference was GC of the copies).
 // Used by lean-http.ts for GETs to http: endpoints only; https keeps node:https and its agent.
-//
-// Sockets read into slabs of our own (net's `onread`), each read into the next unused stretch of the
-// current slab: no allocation per read, and consecutive body pieces are contiguous in memory, so a
-// reader can treat a run of them as one view (the chunk fetcher opens whole chunks there in place).
-// A slab's bytes are written once and never reused: views of them stay valid for as long as they live.
 
 import net from 'node:net';
 import type { IncomingHttpHeaders } from 'node:http';
@@ -16,26 +11,6 @@ import { Readable } from 'node:stream';
 import { HTTPParser, type OnBodyParser, type OnHeadersCompleteParser } from 'http-parser-js';
 
 type Parser = InstanceType<typeof HTTPParser>;
-
-/** Slab size: a whole number of reads, and 1 MiB holds most 128 KiB chunks whole. */
-const SLAB_BYTES = 1024 * 1024;
-/** A read gets at least this much room (else a fresh slab). */
-const MIN_READ_ROOM = 64 * 1024;
-
-/** Where a socket's next read goes. */
-interface Receive {
-  slab: Buffer;
-  used: number;
-  onBytes: ((data: Buffer) => void) | null;
-}
-
-function nextRoom(r: Receive): Buffer {
-  if (r.slab.length - r.used < MIN_READ_ROOM) {
-    r.slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
-    r.used = 0;
-  }
-  return r.slab.subarray(r.used);
-}
 
 export interface RawHttpOptions {
   connectTimeoutMs: number;
@@ -141,20 +116,7 @@ export class RawHttp {
 
   private connect(key: string, req: RawRequest): Promise<Conn> {
     return new Promise<Conn>((resolve, reject) => {
-      const recv: Receive = { slab: Buffer.alloc(0), used: 0, onBytes: null };
-      const socket = net.connect({
-        host: req.hostname,
-        port: req.port,
-        noDelay: true,
-        onread: {
-          buffer: () => nextRoom(recv),
-          callback: (n: number, room: Uint8Array) => {
-            recv.used += n;
-            recv.onBytes?.(Buffer.from(room.buffer, room.byteOffset, n));
-            return true; // pausing is RawResponse's (socket.pause())
-          },
-        },
-      });
+      const socket = net.connect({ host: req.hostname, port: req.port, noDelay: true });
       const timer = setTimeout(() => {
         socket.destroy(req.timeoutError(`Socket timed out without establishing a connection within ${this.opts.connectTimeoutMs} ms`));
       }, this.opts.connectTimeoutMs);
@@ -172,22 +134,22 @@ export class RawHttp {
       socket.once('connect', () => {
         settle();
         socket.removeAllListeners('error');
-        resolve(this.wire(key, socket, recv));
+        resolve(this.wire(key, socket));
       });
     });
   }
 
   /** Parser and socket events of a new connection; they live as long as the socket. */
-  private wire(key: string, socket: net.Socket, recv: Receive): Conn {
+  private wire(key: string, socket: net.Socket): Conn {
     const parser = new HTTPParser(HTTPParser.RESPONSE);
     const conn: Conn = { socket, parser, key, idleTimer: null, current: null, answered: false, fail: null };
     socket.setTimeout(this.opts.socketTimeoutMs);
     socket.on('timeout', () => socket.destroy(Object.assign(new Error(`Connection timed out after ${this.opts.socketTimeoutMs} ms`), { name: 'TimeoutError' })));
-    recv.onBytes = (data) => {
+    socket.on('data', (data: Buffer) => {
       conn.answered = true;
       const res = parser.execute(data);
       if (res instanceof Error) socket.destroy(Object.assign(res, { code: 'HPE_INVALID' }));
-    };
+    });
     const gone = (err?: Error) => {
       this.dropIdle(conn);
       const e = err ?? Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });

@@ -63,32 +63,6 @@ for (const cipherName of ['chacha20-poly1305', 'aes-256-gcm'] as CipherName[]) {
   });
 }
 
-for (const cipherName of ['chacha20-poly1305', 'aes-256-gcm'] as CipherName[]) {
-  t.test(`${cipherName}: openChunkInPlace gives openChunk's plaintext where the chunk lies, or null`, async (t) => {
-    for (const size of [0, 1, C - 1, C, C + 1, 3 * C + 5]) {
-      const writer = newObjectCipher(keys, { cipher: cipherName, chunkSize: C });
-      const reader = openObjectHeader(keys, writer.header);
-      const total = Math.max(1, Math.ceil(size / C));
-      const plain = randomBytes(size);
-      const sealed = Array.from({ length: total }, (_, i) => writer.sealChunk(i, i === total - 1, plain.subarray(i * C, Math.min(size, (i + 1) * C))));
-      for (let i = 0; i < total; i++) {
-        // In a larger buffer, as in a socket slab: the plaintext is a view at the chunk's own place.
-        const slab = Buffer.concat([randomBytes(7), sealed[i]!, randomBytes(5)]);
-        const at = slab.subarray(7, 7 + sealed[i]!.length);
-        const got = reader.openChunkInPlace(port, i, total, at);
-        t.ok(got && got.equals(reader.openChunk(i, total, sealed[i]!)), `size ${size} chunk ${i}`);
-        t.equal(got!.buffer, slab.buffer, 'no allocation');
-        t.equal(got!.byteOffset, at.byteOffset);
-      }
-      const bad = Buffer.from(sealed[0]!);
-      bad[Math.max(0, bad.length - TAG_SIZE - 1)]! ^= 1;
-      t.equal(reader.openChunkInPlace(port, 0, total, bad), null, `size ${size}: tampered -> null`);
-      t.equal(reader.openChunkInPlace(port, total - 1, total + 1, Buffer.from(sealed[total - 1]!)), null, `size ${size}: final chunk read as a middle one -> null`);
-      t.equal(reader.openChunkInPlace(port, 0, total, Buffer.alloc(TAG_SIZE - 1)), null, 'shorter than a tag -> null');
-    }
-  });
-}
-
 t.test('a chunk in more pieces than the addon takes at once (16 KiB TLS records of a 1 MiB chunk) still opens', async (t) => {
   const chunk = 1024 * 1024;
   const writer = newObjectCipher(keys, { cipher: 'chacha20-poly1305', chunkSize: chunk });
@@ -99,27 +73,6 @@ t.test('a chunk in more pieces than the addon takes at once (16 KiB TLS records 
   for (let at = 0; at < sealed.length; at += 16 * 1024) records.push(sealed.subarray(at, Math.min(sealed.length, at + 16 * 1024)));
   t.ok(records.length > 32);
   t.ok(reader.openChunkPieces(port, 0, 2, records, sealed.length).equals(plain));
-});
-
-t.test('ByteQueue joins a piece that continues the previous one in memory into one view', async (t) => {
-  const slab = randomBytes(100);
-  const q = new ByteQueue();
-  q.push(slab.subarray(0, 30));
-  q.push(slab.subarray(30, 70));
-  q.push(Buffer.from(slab.subarray(70, 100))); // elsewhere in memory: stays a piece of its own
-  const v = q.takeViews(60);
-  t.equal(v.length, 1, 'contiguous pieces taken as one view');
-  t.equal(v[0]!.buffer, slab.buffer);
-  t.ok(v[0]!.equals(slab.subarray(0, 60)));
-  const rest = q.takeViews(40);
-  t.equal(rest.length, 2);
-  t.ok(Buffer.concat(rest).equals(slab.subarray(60)));
-  t.equal(q.length, 0);
-  // After the head was taken, a continuation of a consumed piece is not merged into it.
-  q.push(slab.subarray(0, 10));
-  q.takeViews(10);
-  q.push(slab.subarray(10, 20));
-  t.ok(q.takeViews(10)[0]!.equals(slab.subarray(10, 20)));
 });
 
 t.test('ByteQueue.takeViews: views in order, nothing copied, the rest left', async (t) => {
