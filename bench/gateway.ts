@@ -6,11 +6,12 @@
  * gateway's peak RSS. Every phase also reports the CPU the client, the gateway and s3rver used and
  * how busy the whole machine was (/proc/stat), which shows when the ratio is set by a saturated CPU.
  *
- *   npm run bench:gateway -- [--size MiB] [--count N] [--rounds N] [--names plain|aes-siv]
+ *   npm run bench:gateway -- [--size MiB] [--count N] [--rounds N] [--names plain|aes-siv] [--cipher aes-256-gcm|chacha20-poly1305]
  *     [--from dist|source] [--ops PUT,GET[,RANGE]] [--conc 1,16] [--profile] [--content-md5]
  * --content-md5: the client sends Content-MD5 with each PUT, as Proxmox Backup Server does (to both
  * targets; the digest is computed once). The gateway then knows the MD5 ETag before the body and
  * streams the PUT to the backend as it arrives; without it, it needs the body's MD5 first.
+ * --cipher: the bench store's cipher; by default the one `s3cryptfs init` picks on this host.
  * RANGE: each object read as four quarter-size ranged GETs (every object visited once before any is
  * visited again), as download managers and the AWS CLI fetch large objects.
  * With several rounds the best round per phase is reported (the machine may be shared).
@@ -35,8 +36,8 @@ import { parseArgs } from 'node:util';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 
-import { Engine } from '../src/engine/index.js';
-import { newBucketConfig } from '../src/format/index.js';
+import { Engine, hostPreferredCipher } from '../src/engine/index.js';
+import { newBucketConfig, type CipherName } from '../src/format/index.js';
 import { KeyFileSource, loadKeys } from '../src/keys/index.js';
 import { startEmbeddedS3 } from '../src/store/embedded-s3.js';
 import { ObjectStore } from '../src/store/store.js';
@@ -53,6 +54,8 @@ const { values } = parseArgs({
     count: { type: 'string', default: '48' },
     rounds: { type: 'string', default: '2' },
     names: { type: 'string', default: 'plain' },
+    // As `s3cryptfs init` and the gateway's CreateBucket choose (AES-256-GCM where the CPU has AES instructions).
+    cipher: { type: 'string', default: hostPreferredCipher() },
     from: { type: 'string', default: 'dist' },
     ops: { type: 'string', default: 'PUT,GET' },
     conc: { type: 'string', default: '1,16' },
@@ -278,7 +281,7 @@ async function main(): Promise<void> {
     await writeFile(keyFile, randomBytes(32).toString('base64'), { mode: 0o600 });
     const store = new ObjectStore({ endpoint: s3.endpoint, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
     const { keys } = await loadKeys(new KeyFileSource(keyFile));
-    await Engine.init(store, 'bench-gw', '', newBucketConfig(keys, { names: values.names === 'aes-siv' ? 'aes-siv' : 'plain' }));
+    await Engine.init(store, 'bench-gw', '', newBucketConfig(keys, { names: values.names === 'aes-siv' ? 'aes-siv' : 'plain', cipher: values.cipher as CipherName }));
     store.destroy();
     const { NODE_OPTIONS: _n, ...parentEnv } = process.env;
     const build = values.from === 'source' ? 'sources through tsx' : ensureBuilt();
@@ -379,7 +382,7 @@ async function main(): Promise<void> {
       const widths = t[0].map((_, i) => Math.max(...t.map((r) => r[i].length)));
       for (const r of t) console.log(r.map((c, i) => c.padStart(widths[i])).join('  '));
     };
-    console.log(`gateway bench: ${COUNT} x ${SIZE / MiB} MiB objects per phase, best of ${ROUNDS} round(s), names ${values.names}, backend s3rver (child process)`);
+    console.log(`gateway bench: ${COUNT} x ${SIZE / MiB} MiB objects per phase, best of ${ROUNDS} round(s), names ${values.names}, cipher ${values.cipher}, backend s3rver (child process)`);
     console.log(`gateway: ${build}${process.env.GATEWAY_NODE_ARGS ? `, node ${process.env.GATEWAY_NODE_ARGS}` : ''}; load average ${load0.toFixed(1)} at start, ${loadavg()[0].toFixed(1)} at end, ${cpus().length} cores`);
     table(rows);
     console.log(`gateway peak RSS: ${(peak / MiB).toFixed(0)} MiB; lowest gateway/direct ratio: ${worst.toFixed(2)} (goal >= 0.80)`);
