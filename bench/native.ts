@@ -37,8 +37,8 @@ import { parseArgs, promisify } from 'node:util';
 import { nativeChunkRunPort } from '../native-bindings/aead/index.js';
 import { loadBinding, type FsOperations, type MountHandle } from '../native-bindings/index.js';
 import type { Fuse3MountHandle } from '../native-bindings/fuse3/index.js';
-import { Engine } from '../src/engine/index.js';
-import { deriveKeys, newBucketConfig } from '../src/format/index.js';
+import { Engine, hostPreferredCipher } from '../src/engine/index.js';
+import { deriveKeys, newBucketConfig, type CipherName } from '../src/format/index.js';
 import { EncryptedFileSystem } from '../src/fs/filesystem.js';
 import { startEmbeddedS3, type EmbeddedS3 } from '../src/store/embedded-s3.js';
 import { ObjectStore } from '../src/store/store.js';
@@ -58,8 +58,12 @@ const { values } = parseArgs({
     bindings: { type: 'string', default: 'fuse3,fuse3-wb,fuse-native,rclone' },
     backends: { type: 'string', default: 'null,memory,s3' },
     rounds: { type: 'string', default: '1' },
+    // What `init` picks on this host by default (AES-256-GCM with AES instructions).
+    cipher: { type: 'string', default: hostPreferredCipher() },
   },
 });
+if (values.cipher !== 'aes-256-gcm' && values.cipher !== 'chacha20-poly1305') throw new Error(`--cipher: aes-256-gcm or chacha20-poly1305, not ${values.cipher}`);
+const CIPHER = values.cipher as CipherName;
 const SIZE = Math.round(Number(values.size) * MiB);
 const S3_SIZE = Math.round(Number(values['s3-size']) * MiB);
 const ENTRIES = Number(values.entries);
@@ -136,7 +140,7 @@ async function s3Backend(dir: string): Promise<Backend> {
 
 async function openEngine(store: MemoryStore | ObjectStore, prefix: string): Promise<Engine> {
   const keys = deriveKeys(randomBytes(32));
-  const config = newBucketConfig(keys, { cipher: 'chacha20-poly1305', names: 'aes-siv' }); // default chunk size, as `init` makes it
+  const config = newBucketConfig(keys, { cipher: CIPHER, names: 'aes-siv' }); // default chunk size, as `init` makes it
   await Engine.init(store, 'bench', prefix, config);
   return Engine.open({ store, bucket: 'bench', prefix, keys, config });
 }
@@ -443,6 +447,7 @@ async function main(): Promise<void> {
   const out: string[] = [];
   out.push(`bench:native  size ${SIZE / MiB} MiB (null, memory), ${S3_SIZE / MiB} MiB (s3rver), ${ROUNDS} round(s); null = in-memory store that keeps no bytes (writes only); fuse3-wb = fuse3 with the kernel writeback cache; rclone --vfs-cache-mode off`);
   // The engine alone and our mounts use the same EngineWriter, so the same sealing path.
+  out.push(`cipher: ${CIPHER} (--cipher)`);
   out.push(`sealing: ${nativeChunkRunPort() ? 'native AEAD addon, off the event loop' : 'node:crypto on the event loop (addon not built, or S3CRYPTFS_NATIVE_AEAD=0)'}`);
   for (const [be, e] of engineRates) out.push(`engine alone (encrypt + ${be} store, 1 MiB writes from memory): ${e.mbps.toFixed(0)} MB/s, ${e.cpuPerGiB.toFixed(2)} CPU s/GiB`);
   out.push('backend  target       write MB/s  CPU s/GiB   read MB/s  CPU s/GiB   getattr/s   ls -l (ms, fs getattrs, FUSE lookups, HEADs)');

@@ -2,12 +2,13 @@
  * The pieces of a byte stream exactly as they were pushed. `for await` over a Readable calls read(),
  * which joins whatever is buffered into a new Buffer: an allocation and a copy per join (most of a
  * streamed GET's body when the reader waits on readahead). Flowing mode hands over each piece; the
- * stream is paused while `highWater` bytes wait here. Ending early (break, throw) leaves the stream
- * to the caller (destroy it).
+ * stream is paused while `highWater` bytes wait here. Pieces that arrived before an error are
+ * yielded before it is thrown. A consumer that stops early (break, throw) destroys the stream, as
+ * the async iterator does. Used by the chunk fetcher (GET bodies) and the gateway (response bodies).
  */
 import { finished, type Readable } from 'node:stream';
 
-export async function* streamPieces(stream: Readable, highWater = 256 * 1024): AsyncGenerator<Buffer> {
+export async function* streamPieces(stream: Readable, highWater = 256 * 1024): AsyncGenerator<Buffer, void, undefined> {
   const queue: Buffer[] = [];
   let head = 0;
   let queued = 0;
@@ -21,7 +22,8 @@ export async function* streamPieces(stream: Readable, highWater = 256 * 1024): A
     wake?.();
   };
   stream.on('data', onData);
-  const stopWatching = finished(stream, (err) => {
+  // The readable end is enough: a Transform's writable side is not waited for.
+  const stopWatching = finished(stream, { writable: false }, (err) => {
     if (err) failure = err;
     done = true;
     wake?.();
@@ -48,5 +50,6 @@ export async function* streamPieces(stream: Readable, highWater = 256 * 1024): A
   } finally {
     stream.off('data', onData);
     stopWatching();
+    if (!done) stream.destroy();
   }
 }

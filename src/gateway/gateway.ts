@@ -10,6 +10,7 @@ import type { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import { DEFAULT_PART_SIZE, Engine, EngineError, hostPreferredCipher, type ObjectStat } from '../engine/index.js';
 import { parentDir } from '../engine/paths.js';
+import { streamPieces } from '../engine/stream-pieces.js';
 import { ciphertextSize, ConfigError, IntegrityError, NameError } from '../format/index.js';
 import { KeyError } from '../keys/index.js';
 import { isStoreError, StoreError } from '../store/errors.js';
@@ -24,7 +25,6 @@ import {
 import type { GatewayMetrics } from './metrics.js';
 import { MultipartManager } from './multipart.js';
 import { Payload } from './payload.js';
-import { piecesOf } from './pieces.js';
 import { singlePut } from './single-put.js';
 import { hasAuth, headerValues, parseQuery, percentDecode, verifyRequest, type AuthContext, type ClientCredential } from './sigv4.js';
 import { childrenNamed, childText, parseXml, s3Root, XmlError, xmlElement, xmlFields, type XmlNode } from './xml.js';
@@ -691,7 +691,7 @@ export class Gateway {
     if (length <= this.opts.verifyBeforeSendBytes) {
       const parts: Buffer[] = [];
       let n = 0;
-      for await (const piece of piecesOf(stream)) {
+      for await (const piece of streamPieces(stream)) {
         parts.push(piece);
         n += piece.length;
       }
@@ -706,7 +706,7 @@ export class Gateway {
       res.uncork();
       return;
     }
-    const it = piecesOf(stream);
+    const it = streamPieces(stream);
     const first = await it.next();
     this.setCommonHeaders(ctx);
     res.writeHead(status, headers);

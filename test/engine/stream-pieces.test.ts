@@ -1,6 +1,6 @@
 // streamPieces: a Readable's pieces exactly as pushed (for await would join what is buffered),
 // with backpressure, errors and early close.
-import { PassThrough, Readable } from 'node:stream';
+import { PassThrough, Readable, Transform } from 'node:stream';
 import t from 'tap';
 
 import { streamPieces } from '../../src/engine/stream-pieces.js';
@@ -55,7 +55,7 @@ t.test('a stream closed before its end is an error, not a short success', async 
   await t.rejects((async () => { for await (const p of streamPieces(s)) void p; })(), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
 });
 
-t.test('breaking out early stops listening; the caller destroys the stream', async (t) => {
+t.test('a consumer that stops early stops listening and destroys the stream', async (t) => {
   const s = new PassThrough();
   s.write(Buffer.from('a'));
   s.write(Buffer.from('b'));
@@ -64,5 +64,25 @@ t.test('breaking out early stops listening; the caller destroys the stream', asy
     break;
   }
   t.equal(s.listenerCount('data'), 0, 'no data listener left');
-  s.destroy();
+  t.ok(s.destroyed, 'destroyed');
+});
+
+t.test('a consumer that stops after the stream was paused: it had resumed, and is destroyed', async (t) => {
+  const s = new PassThrough({ readableHighWaterMark: 1024 * 1024 });
+  for (let i = 0; i < 10; i++) s.write(Buffer.alloc(10, i));
+  let n = 0;
+  for await (const p of streamPieces(s, 30)) {
+    t.equal(p[0], n, `piece ${n} in order`);
+    if (++n === 6) break;
+  }
+  t.equal(n, 6, 'read past the point where it had paused');
+  t.ok(s.destroyed);
+});
+
+t.test('a Transform: its readable end is enough (the writable side is not waited for)', async (t) => {
+  const tr = new Transform({ transform: (c, _e, cb) => cb(null, c) });
+  Readable.from([Buffer.from('ab'), Buffer.from('cd')]).pipe(tr);
+  const got: string[] = [];
+  for await (const p of streamPieces(tr)) got.push(p.toString());
+  t.same(got, ['ab', 'cd']);
 });
