@@ -11,7 +11,7 @@ import {
 } from '../format/index.js';
 import type { EngineContext } from './context.js';
 import { EngineError } from './errors.js';
-import { ChunkFetcher } from './fetcher.js';
+import { ChunkFetcher, openFromQueue } from './fetcher.js';
 import { ByteQueue } from './byte-queue.js';
 import { mapReadError } from './read-errors.js';
 import type { StoreObjectInfo } from './store-port.js';
@@ -162,9 +162,10 @@ class ChunkDecoder extends Transform {
       while (this.index <= last) {
         const sealedLen = chunkPlainLength(this.index, size, this.chunkSize) + TAG_SIZE;
         if (this.queue.length < sealedLen) break;
-        // openChunk returns fresh plaintext and keeps no reference to its input: one scratch buffer will do.
+        // With the AEAD addon: opened from the pieces into unzeroed memory (node:crypto zero-fills its
+        // output and needs the pieces joined first); without it, joined in one scratch buffer.
         this.scratch ??= Buffer.allocUnsafe(this.chunkSize + TAG_SIZE);
-        const plain = this.cipher.openChunk(this.index, this.chunkTotal, this.queue.take(sealedLen, this.scratch));
+        const plain = openFromQueue(this.cipher, this.index, this.chunkTotal, this.queue, sealedLen, this.scratch);
         this.ctx.stats.bytesDecrypted += plain.length;
         const chunkStart = this.index * this.chunkSize;
         const from = Math.max(start, chunkStart) - chunkStart;
