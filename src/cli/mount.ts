@@ -13,6 +13,7 @@ import { EncryptedFileSystem } from '../fs/filesystem.js';
 import { DEFAULT_ATTR_TTL_MS, DEFAULT_DIR_TTL_MS, DEFAULT_NEGATIVE_TTL_MS, type FsOptions } from '../fs/types.js';
 import { loadKeys } from '../keys/index.js';
 import { startMountOps, type MountOps } from '../ops/mount-ops.js';
+import { startGcValve } from '../engine/gc-valve.js';
 import { daemonKeySource, MEMKEY_LISTEN_OPTIONS } from '../memkey/cli-support.js';
 import { candidatePrefixes, openReadKeys, readBucketConfig } from './bucket.js';
 import type { Args, CliCommand } from './command.js';
@@ -190,6 +191,9 @@ async function mountForeground(args: Args, rt: Runtime, child: boolean): Promise
   // Metrics/dashboard, the control socket of `s3cryptfs status`, log lines without plaintext names.
   const ops = await startMountOps({ engine, store: rt.store(), mountpoint: mnt, source: formatS3Url(url.bucket, prefix), adminListen: args['admin-listen'] as string | undefined, controlSocket: args['control-socket'] as string | undefined, cacheCapacity: cacheBytes, log: rt.log });
   rt.onClose(() => ops.close());
+  // Bounds the garbage the launcher's large initial old generation lets V8 keep (engine/gc-valve.ts).
+  const gcValve = startGcValve(engine.stats);
+  rt.onClose(() => gcValve?.stop());
   const fs = await EncryptedFileSystem.create(engine, {
     ...opts,
     onError: (op, p, err) => {

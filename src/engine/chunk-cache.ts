@@ -24,7 +24,10 @@ export class ChunkCache {
       ? new LRUCache<string, Buffer>({
           maxSize: maxBytes,
           sizeCalculation: (b) => Math.max(1, b.length),
-          dispose: (b) => { stats.cacheBytes -= Math.max(1, b.length); },
+          dispose: (b, _k, reason) => {
+            stats.cacheBytes -= Math.max(1, b.length);
+            if (reason === 'evict') stats.cacheEvictedBytes += b.length;
+          },
         })
       : null;
   }

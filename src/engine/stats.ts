@@ -27,12 +27,14 @@ export interface EngineStats {
   uploadsAborted: number;
   /** Decrypted-chunk cache occupancy in bytes (gauge). */
   cacheBytes: number;
+  /** Plaintext bytes the chunk cache evicted to make room (not those a sequential reader released). */
+  cacheEvictedBytes: number;
 }
 
 export function newStats(): EngineStats {
   return {
     cacheHits: 0, cacheMisses: 0, inflightJoins: 0, chunksPrefetched: 0, rangeRequests: 0, bytesFetched: 0,
     bytesDecrypted: 0, bytesEncrypted: 0, bytesUploaded: 0, uploadsInFlight: 0, partsUploaded: 0,
-    multipartUploads: 0, singlePutUploads: 0, uploadsAborted: 0, cacheBytes: 0,
+    multipartUploads: 0, singlePutUploads: 0, uploadsAborted: 0, cacheBytes: 0, cacheEvictedBytes: 0,
   };
 }
