@@ -1,5 +1,5 @@
-// The GC valve runs a full GC once the chunk bytes evicted from the cache plus the JS heap have
-// grown by its slack since the last one, and not before.
+// The GC valve runs a full GC once the chunk cache evicted its threshold (or the JS heap grew its
+// own) since the last one, and not before.
 import t from 'tap';
 
 import { ChunkCache } from '../../src/engine/chunk-cache.js';
@@ -11,7 +11,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 t.test('a full GC after `slack` evicted bytes, then again only after another `slack`', async (t) => {
   const stats = { cacheEvictedBytes: 0 };
-  const valve = startGcValve(stats, { slackBytes: 64 * MiB, intervalMs: 10 });
+  const valve = startGcValve(stats, { evictedBytes: 64 * MiB, heapBytes: 512 * MiB, intervalMs: 10 });
   t.ok(valve, 'gc can be exposed');
   t.teardown(() => valve?.stop());
   await sleep(60);
@@ -31,7 +31,7 @@ t.test('a full GC after `slack` evicted bytes, then again only after another `sl
 
 t.test('stop() ends it', async (t) => {
   const stats = { cacheEvictedBytes: 0 };
-  const valve = startGcValve(stats, { slackBytes: MiB, intervalMs: 10 })!;
+  const valve = startGcValve(stats, { evictedBytes: MiB, intervalMs: 10 })!;
   valve.stop();
   stats.cacheEvictedBytes += 10 * MiB;
   await sleep(50);
@@ -56,4 +56,15 @@ t.test('S3CRYPTFS_GC_VALVE=0 turns it off', async (t) => {
   process.env.S3CRYPTFS_GC_VALVE = '0';
   t.teardown(() => { if (before === undefined) delete process.env.S3CRYPTFS_GC_VALVE; else process.env.S3CRYPTFS_GC_VALVE = before; });
   t.equal(startGcValve({ cacheEvictedBytes: 0 }), null);
+});
+
+t.test('JS heap growth past its own threshold triggers one too', async (t) => {
+  const stats = { cacheEvictedBytes: 0 };
+  const valve = startGcValve(stats, { evictedBytes: 1024 * MiB, heapBytes: 8 * MiB, intervalMs: 10 })!;
+  t.teardown(() => valve.stop());
+  const held: object[] = [];
+  for (let i = 0; i < 400_000; i++) held.push({ i, s: `entry ${i}` }); // well over 8 MiB of live objects
+  await sleep(60);
+  t.ok(valve.runs >= 1, `heap grew: ${valve.runs} GC(s)`);
+  t.ok(held.length > 0);
 });
