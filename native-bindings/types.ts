@@ -64,6 +64,11 @@ export interface FuseBinding {
   /** Why this binding cannot mount on this machine, or null when it can. */
   unavailableReason(): Promise<string | null>;
   mount(mountpoint: string, fs: FsOperations, options: MountOptions): Promise<MountHandle>;
+  /**
+   * Returns memory the C heap holds free to the OS (Buffer memory a GC freed stays resident in
+   * malloc's free lists). Optional: only where the binding's native code can reach the allocator.
+   */
+  releaseFreeMemory?(): void;
 }
 
 /** Thrown by bindings when mounting fails, with a reason the CLI maps to a message and exit code. */

@@ -165,6 +165,10 @@ export class Fuse3Binding implements FuseBinding {
     await mount.start();
     return mount.handle();
   }
+
+  releaseFreeMemory(): void {
+    loadAddon().trimMalloc();
+  }
 }
 
 async function findFusermount3(): Promise<string | null> {

@@ -92,6 +92,8 @@ export interface NativeAddon {
   testSession(dispatch: Dispatch, scratch: Float64Array, writeBuffer?: (size: number) => Buffer): NativeSession;
   /** The kernel-name decoding (strict UTF-8, no '/', 1..1024 bytes); null when rejected. */
   decodeName(bytes: Buffer, isName?: boolean): string | null;
+  /** glibc malloc_trim(0): returns the C heap's free pages to the OS; true when any were. */
+  trimMalloc(): boolean;
   ops: Record<OpName, number>;
   constants: Record<string, number>;
 }

@@ -25,7 +25,7 @@ status=0
 
 for f in test/native/addon.test.ts test/native/aead.test.ts test/engine/writer-runs.test.ts test/native/mount.test.ts; do
   echo "==> $f (AddressSanitizer + UBSan)" >&2
-  S3CRYPTFS_FUSE3_ADDON="$PWD/$here/build-asan/fuse3.node" S3CRYPTFS_AEAD_ADDON="$PWD/$aead/build-asan/aead.node" S3CRYPTFS_STRIP_PRELOAD=1 S3CRYPTFS_NATIVE_QUICK=1 TAP_TIMEOUT=0 \
+  S3CRYPTFS_MALLOC_REPLACED=1 S3CRYPTFS_FUSE3_ADDON="$PWD/$here/build-asan/fuse3.node" S3CRYPTFS_AEAD_ADDON="$PWD/$aead/build-asan/aead.node" S3CRYPTFS_STRIP_PRELOAD=1 S3CRYPTFS_NATIVE_QUICK=1 TAP_TIMEOUT=0 \
   ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:log_path=$logdir/asan" \
   UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$logdir/ubsan" \
   LD_PRELOAD="$asan:$ubsan" \
@@ -43,7 +43,7 @@ done
 if command -v valgrind >/dev/null 2>&1; then
   for f in test/native/addon.test.ts test/native/aead.test.ts; do
     echo "==> $f (valgrind memcheck; slow)" >&2
-    TAP_TIMEOUT=0 valgrind --leak-check=full --show-leak-kinds=definite,indirect --suppressions=$here/valgrind.supp \
+    S3CRYPTFS_MALLOC_REPLACED=1 TAP_TIMEOUT=0 valgrind --leak-check=full --show-leak-kinds=definite,indirect --suppressions=$here/valgrind.supp \
       --log-file="$logdir/vg" node --import tsx "$f" > "$logdir/vgout" 2>&1 || status=$?
     grep -E '^# \{' "$logdir/vgout" >&2 || true
     if grep -q '^not ok' "$logdir/vgout"; then status=1; fi

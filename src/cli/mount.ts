@@ -192,7 +192,7 @@ async function mountForeground(args: Args, rt: Runtime, child: boolean): Promise
   const ops = await startMountOps({ engine, store: rt.store(), mountpoint: mnt, source: formatS3Url(url.bucket, prefix), adminListen: args['admin-listen'] as string | undefined, controlSocket: args['control-socket'] as string | undefined, cacheCapacity: cacheBytes, log: rt.log });
   rt.onClose(() => ops.close());
   // Bounds the garbage the launcher's large initial old generation lets V8 keep (engine/gc-valve.ts).
-  const gcValve = startGcValve(engine.stats);
+  const gcValve = startGcValve(engine.stats, { afterGc: binding.releaseFreeMemory?.bind(binding) });
   rt.onClose(() => gcValve?.stop());
   const fs = await EncryptedFileSystem.create(engine, {
     ...opts,

@@ -18,6 +18,12 @@ export interface GcValveOptions {
   heapBytes?: number;
   /** How often memory is looked at. Default 250 ms. */
   intervalMs?: number;
+  /**
+   * Runs after each of the valve's GCs: the mount passes its binding's releaseFreeMemory(), as the
+   * Buffer memory a GC frees otherwise stays resident in malloc's free lists (measured after
+   * `ls -l` of 10,000 files and rsync of 5,000: 35 MiB of the mount's 224 MiB RSS).
+   */
+  afterGc?: () => void;
 }
 
 export interface GcValve {
@@ -42,6 +48,7 @@ export function startGcValve(stats: { cacheEvictedBytes: number }, opts: GcValve
     if (h < heapBase) heapBase = h; // V8 collected on its own
     if (stats.cacheEvictedBytes - evictedBase >= evictedSlack || h - heapBase >= heapSlack) {
       gc();
+      opts.afterGc?.();
       valve.runs++;
       heapBase = heap();
       evictedBase = stats.cacheEvictedBytes;

@@ -68,3 +68,16 @@ t.test('JS heap growth past its own threshold triggers one too', async (t) => {
   t.ok(valve.runs >= 1, `heap grew: ${valve.runs} GC(s)`);
   t.ok(held.length > 0);
 });
+
+t.test('afterGc runs after each of the valve\'s GCs, and only then', async (t) => {
+  const stats = { cacheEvictedBytes: 0 };
+  let after = 0;
+  const valve = startGcValve(stats, { evictedBytes: MiB, heapBytes: 1024 * MiB, intervalMs: 10, afterGc: () => after++ })!;
+  t.teardown(() => valve.stop());
+  await sleep(50);
+  t.equal(after, 0, 'no GC, no call');
+  stats.cacheEvictedBytes += 2 * MiB;
+  await sleep(50);
+  t.equal(valve.runs, 1);
+  t.equal(after, 1);
+});

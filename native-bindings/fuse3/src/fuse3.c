@@ -30,6 +30,9 @@
 #include <unistd.h>
 
 #include <fuse_lowlevel.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <node_api.h>
 #include <uv.h>
 
@@ -1864,6 +1867,19 @@ static napi_value m_decode_name(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* trimMalloc(): hands the C heap's free pages back to the OS (glibc's malloc_trim). Buffer memory
+ * freed by a GC stays resident in malloc's free lists otherwise. True when anything was released. */
+static napi_value m_trim_malloc(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+#ifdef __GLIBC__
+  napi_get_boolean(env, malloc_trim(0) == 1, &out);
+#else
+  napi_get_boolean(env, false, &out);
+#endif
+  return out;
+}
+
 static napi_value init_module(napi_env env, napi_value exports) {
   napi_value fn, ops, consts;
   napi_create_function(env, "mount", NAPI_AUTO_LENGTH, m_mount, NULL, &fn);
@@ -1872,6 +1888,8 @@ static napi_value init_module(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "testSession", fn);
   napi_create_function(env, "decodeName", NAPI_AUTO_LENGTH, m_decode_name, NULL, &fn);
   napi_set_named_property(env, exports, "decodeName", fn);
+  napi_create_function(env, "trimMalloc", NAPI_AUTO_LENGTH, m_trim_malloc, NULL, &fn);
+  napi_set_named_property(env, exports, "trimMalloc", fn);
   napi_create_object(env, &ops);
   for (int i = 0; i < OP_COUNT; i++) napi_set_named_property(env, ops, OP_NAMES[i], num(env, i));
   napi_set_named_property(env, exports, "ops", ops);
