@@ -7,7 +7,7 @@
  * the launcher's shebang (bin/s3cryptfs.js), as the daemon runs.
  *
  *   npm run bench:native -- [--size MiB] [--s3-size MiB] [--entries N] [--clients N] [--stats N]
- *                           [--bindings fuse3,fuse3-wb,fuse-native,rclone] [--backends null,memory,s3] [--rounds N] [--no-warm]
+ *                           [--bindings fuse3,fuse3-wb,fuse3-noop,fuse-native,rclone] [--backends null,memory,s3] [--rounds N] [--no-warm]
  *
  * Per target and backend (null = bench/memory-store.ts keeping no bytes, the issue's "null backend":
  * writes only, ours only; memory = bench/memory-store.ts keeping the bytes in a pre-touched arena, and
@@ -20,6 +20,8 @@
  *  - ls -l of a directory with --entries files (memory backend): time, FUSE lookups/getattrs that
  *    reached the filesystem, HEAD requests to the store; cold (fresh mount; rclone: after vfs/forget)
  *    and warm (the kernel's 1 s caches expired, the daemon's caches warm).
+ * fuse3-noop (null backend only, when listed): fuse3 over a filesystem whose write() does nothing, the
+ * ceiling that dd and the kernel's FUSE path alone leave for fuse3 / engine alone on this machine.
  * Also the engine's own write throughput (encrypt + store, no FUSE) in the same run, through the same
  * EngineWriter (with the native AEAD addon both seal off the event loop; S3CRYPTFS_NATIVE_AEAD=0 runs
  * both on node:crypto): the goal for fuse3 is >= 0.8x of it and >= 2x fuse-native on the null backend.
@@ -180,7 +182,8 @@ async function mountOurs(dir: string, target: string, engine: Engine, backend: B
     getattrs++;
     return fs.getattr(p);
   };
-  const binding = target === 'fuse3-wb' ? 'fuse3' : target;
+  if (target === 'fuse3-noop') counted.write = async (_p: string, _fh: number, data: Uint8Array) => data.length;
+  const binding = target === 'fuse3-wb' || target === 'fuse3-noop' ? 'fuse3' : target;
   const b = await loadBinding(binding);
   const handle: MountHandle = await b.mount(mnt, counted, {
     fsName: 'bench',
@@ -372,7 +375,7 @@ async function main(): Promise<void> {
       const backend = backendName === 's3' ? await s3Backend(dir) : await memoryBackend(dir, backendName === 'null');
       const size = backendName === 's3' ? S3_SIZE : SIZE;
       // The null store keeps no bytes: it measures writes only (rclone has no such backend).
-      const targets = backendName === 'null' ? TARGETS.filter((t) => t !== 'rclone') : TARGETS;
+      const targets = backendName === 'null' ? TARGETS.filter((t) => t !== 'rclone') : TARGETS.filter((t) => t !== 'fuse3-noop');
       const mountTarget = async (target: string, engine: Engine | null, opts: { attrTimeout?: number } = {}) =>
         target === 'rclone' ? mountRclone(dir, backend, opts) : mountOurs(dir, target, engine!, backend, opts);
       try {
@@ -432,7 +435,7 @@ async function main(): Promise<void> {
               engine.putBuffer(`many/file-${String(i + k).padStart(6, '0')}`, Buffer.from(`entry ${i + k}\n`))));
           }
           for (const target of TARGETS) {
-            if (target === 'fuse3-wb') continue;
+            if (target === 'fuse3-wb' || target === 'fuse3-noop') continue;
             const r = results.get(`${backendName}/${target}`)!;
             const m = await mountTarget(target, engine);
             try {
@@ -483,6 +486,8 @@ async function main(): Promise<void> {
     if (be === 'null') {
       out.push(`null: fuse3 / fuse-native write ${ratio(f3?.write?.mbps, fn?.write?.mbps)} (goal >= 2x); fuse3-wb / fuse3 write ${ratio(wb?.write?.mbps, f3?.write?.mbps)}`);
       out.push(`null: fuse3 write / engine alone = ${ratio(f3?.write?.mbps, engineRates.get('null')?.mbps)} (goal >= 0.8x)`);
+      const noop = results.get('null/fuse3-noop');
+      if (noop?.write) out.push(`null: fuse3-noop (dd + FUSE, a write() that does nothing) / engine alone = ${ratio(noop.write.mbps, engineRates.get('null')?.mbps)}: the ceiling of fuse3 / engine alone on this machine`);
       continue;
     }
     out.push(`${be}: fuse3 / fuse-native write ${ratio(f3?.write?.mbps, fn?.write?.mbps)}, read ${ratio(f3?.read?.mbps, fn?.read?.mbps)}` +
