@@ -58,7 +58,8 @@ export function startGcValve(stats: { cacheEvictedBytes: number }, opts: GcValve
   return valve;
 }
 
-function exposeGc(): (() => void) | null {
+/** V8's gc(), exposed at run time where node was not started with --expose-gc; null where it cannot be. */
+export function exposeGc(): (() => void) | null {
   const existing = (globalThis as { gc?: () => void }).gc;
   if (typeof existing === 'function') return existing;
   try {

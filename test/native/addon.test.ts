@@ -3,12 +3,10 @@
 // Covers the request-decoding and reply-validation boundaries that are ours: names from the kernel,
 // request ids (exactly-once replies), reply arguments, 64-bit values, directory packing, interrupts.
 // Runs under AddressSanitizer with `npm run test:native-asan`.
-import v8 from 'node:v8';
-import vm from 'node:vm';
-
 import t from 'tap';
 
 import { A, addonCandidates, loadAddon, type NativeAddon, type NativeSession } from '../../native-bindings/fuse3/native.js';
+import { exposeGc } from '../../src/engine/gc-valve.js';
 
 let addon: NativeAddon;
 try {
@@ -420,8 +418,7 @@ t.test('close() answers what is pending and later replies return false', async (
 });
 
 t.test('trimMalloc returns the C heap\'s free pages to the OS', async (t) => {
-  v8.setFlagsFromString('--expose-gc');
-  const gc = vm.runInNewContext('gc') as () => void;
+  const gc = exposeGc()!;
   // 64 KiB Buffers come from malloc's main heap; the last one pins its top, so glibc's automatic
   // trimming at free() cannot release the others: only malloc_trim can.
   let held: Buffer[] | null = Array.from({ length: 1024 }, () => Buffer.allocUnsafeSlow(64 * 1024).fill(1));
