@@ -52,6 +52,7 @@ import { parseArgs } from 'node:util';
 import { startEmbeddedS3 } from '../src/store/embedded-s3.js';
 import { ObjectStore, type StoreOptions } from '../src/store/store.js';
 import { launcherNodeFlags } from './launcher.js';
+import { warmGuestMemory } from './warm-memory.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -336,7 +337,7 @@ interface Result {
 
 /** Lets the hypervisor back guest memory before a measurement (see the header), then flushes dirty pages. */
 async function settle(): Promise<void> {
-  if (WARM_MIB > 0) await sh(`f=/dev/shm/s3cryptfs-bench-warm-$$; head -c ${WARM_MIB}M /dev/zero > $f; rc=$?; rm -f $f; exit $rc`);
+  await warmGuestMemory(WARM_MIB * 2 ** 20);
   await sh('sync');
 }
 

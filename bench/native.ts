@@ -45,6 +45,7 @@ import { EncryptedFileSystem } from '../src/fs/filesystem.js';
 import { startEmbeddedS3, type EmbeddedS3 } from '../src/store/embedded-s3.js';
 import { ObjectStore } from '../src/store/store.js';
 import { MemoryStore } from './memory-store.js';
+import { warmGuestMemory } from './warm-memory.js';
 
 const execFileP = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -295,14 +296,9 @@ async function warmSource(src: string): Promise<void> {
   await sh(`cat ${q(src)} > /dev/null`);
 }
 
-/**
- * Lets the hypervisor back guest memory before a measurement: on this VM the first copy into guest
- * memory it has not backed yet costs ~1 CPU s/GiB of kernel time, charged to whoever copies into it
- * (dd filling the page cache of a FUSE file, the daemon answering a read). Zeros are written to and
- * removed from /dev/shm (2x the file), before every target's write and read alike.
- */
+/** Before every target's write and read alike: 2x the file (bench/warm-memory.ts says why). */
 async function warmMemory(size: number): Promise<void> {
-  if (WARM) await sh(`f=/dev/shm/s3cryptfs-bench-warm-$$; head -c ${2 * size} /dev/zero > $f; rc=$?; rm -f $f; exit $rc`);
+  if (WARM) await warmGuestMemory(2 * size);
 }
 
 /**
