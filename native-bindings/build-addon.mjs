@@ -43,9 +43,11 @@ function nodeGyp() {
 /**
  * Builds `name` in `dir` from `sources` (build/Release/NAME.node, or build-asan/NAME.node with --asan).
  * `precheck(fail, nodedir)` says why it cannot be built; `asan` gives the extra compiler arguments
- * (cflags, libs) of the ASan build. `label` and `fallback` word the messages.
+ * (cflags, libs) of the ASan build. `label` and `fallback` word the messages. `programs` are
+ * helper executables (name: C sources) built beside the addon: by binding.gyp normally, by the
+ * system compiler for the ASan build.
  */
-export function buildAddon({ name, dir, sources, label, fallback, precheck, asan }) {
+export function buildAddon({ name, dir, sources, label, fallback, precheck, asan, programs = {} }) {
   const args = new Set(process.argv.slice(2));
   const fail = (msg) => {
     if (args.has('--optional')) {
@@ -56,6 +58,7 @@ export function buildAddon({ name, dir, sources, label, fallback, precheck, asan
     process.exit(1);
   };
   const newer = (target) => {
+    if (Object.keys(programs).some((p) => !existsSync(path.join(path.dirname(target), p)))) return false;
     if (!existsSync(target)) return false;
     const t = statSync(target).mtimeMs;
     return [...sources, fileURLToPath(import.meta.url)].every((s) => statSync(s).mtimeMs <= t);
@@ -73,10 +76,14 @@ export function buildAddon({ name, dir, sources, label, fallback, precheck, asan
     const cmd = [
       '-std=gnu11', '-shared', '-fPIC', '-g', '-O1', '-fno-omit-frame-pointer', '-fsanitize=address,undefined',
       '-Wall', '-Wextra', '-Wno-unused-parameter', '-DNAPI_VERSION=8', `-DNODE_GYP_MODULE_NAME=${name}`,
-      `-I${path.join(nodedir, 'include/node')}`, ...extra.cflags, path.join(dir, `src/${name}.c`), '-o', out, ...extra.libs,
+      `-I${path.join(nodedir, 'include/node')}`, ...extra.cflags, ...sources.filter((s) => s.endsWith('.c')), '-o', out, ...extra.libs,
     ];
     const r = spawnSync(cc, cmd, { stdio: 'inherit' });
     if (r.status !== 0) fail(`${cc} failed`);
+    for (const [program, files] of Object.entries(programs)) {
+      const p = spawnSync(cc, ['-std=gnu11', '-g', '-O1', '-Wall', '-Wextra', ...files, '-o', path.join(path.dirname(out), program)], { stdio: 'inherit' });
+      if (p.status !== 0) fail(`${cc} failed on ${program}`);
+    }
     process.exit(0);
   }
 

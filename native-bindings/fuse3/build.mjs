@@ -19,11 +19,12 @@ const words = (s) => s.split(/\s+/).filter(Boolean);
 buildAddon({
   name: 'fuse3',
   dir: here,
-  sources: [path.join(here, 'src/fuse3.c'), path.join(here, 'binding.gyp'), fileURLToPath(import.meta.url)],
+  sources: [path.join(here, 'src/fuse3.c'), path.join(here, 'src/unmount-guard.c'), path.join(here, 'src/unmount-guard.h'), path.join(here, 'src/unmount-guard-main.c'), path.join(here, 'binding.gyp'), fileURLToPath(import.meta.url)],
   label: 'libfuse3 binding',
   fallback: 'the mount falls back to fuse-native',
   precheck: (fail) => {
     if (pkgConfig('--modversion', 'fuse3') === null) fail('libfuse3 development files not found (Debian/Ubuntu: apt-get install libfuse3-dev pkg-config)');
   },
-  asan: () => ({ cflags: words(pkgConfig('--cflags', 'fuse3')), libs: words(pkgConfig('--libs', 'fuse3')) }),
+  programs: { 's3cryptfs-unmount-guard': [path.join(here, 'src/unmount-guard-main.c')] },
+  asan: () => ({ cflags: words(pkgConfig('--cflags', 'fuse3')), libs: [...words(pkgConfig('--libs', 'fuse3')), '-ldl'] }),
 });

@@ -36,6 +36,8 @@
 #include <node_api.h>
 #include <uv.h>
 
+#include "unmount-guard.h"
+
 /* ------------------------------------------------------------------------------------------------ */
 /* Operation numbers shared with JavaScript (exported as `ops`).                                      */
 
@@ -119,6 +121,7 @@ typedef struct session {
   int ended;           /* the kernel connection is gone (or close() was called) */
   int closed;          /* close() ran */
   int unmounted;       /* fuse_session_unmount() ran */
+  int guard_fd;        /* pipe to the auto_unmount guard (unmount-guard.c), or -1 */
   int refs;            /* JS wrapper + open session */
   int cleanup_hook;
   napi_ref dispatch_ref;
@@ -1005,6 +1008,16 @@ static void session_unref(session_t *s) {
 
 static void cleanup_hook(void *arg);
 
+/* Detaches the mount; the auto_unmount guard then has nothing left to watch. */
+static void unmount_session(session_t *s) {
+  fuse_session_unmount(s->se);
+  s->unmounted = 1;
+  if (s->guard_fd >= 0) {
+    close(s->guard_fd);
+    s->guard_fd = -1;
+  }
+}
+
 /*
  * Ends the session: answers what is still waiting with EIO, detaches the mount (lazily, if it is still
  * there) and closes the device. The session object stays valid (replies return false).
@@ -1017,10 +1030,7 @@ static void session_close(session_t *s, int from_cleanup) {
   fail_all(s, EIO);
   if (s->cleanup_hook && !from_cleanup) napi_remove_env_cleanup_hook(s->env, cleanup_hook, s);
   s->cleanup_hook = 0;
-  if (s->se && !s->unmounted) {
-    fuse_session_unmount(s->se);
-    s->unmounted = 1;
-  }
+  if (s->se && !s->unmounted) unmount_session(s);
   if (!from_cleanup) release_resources(s);
   if (s->poll_inited) {
     s->poll_inited = 0;
@@ -1040,8 +1050,7 @@ static void cleanup_hook(void *arg) {
   s->cleanup_hook = 0;
   if (s->se && !s->unmounted) {
     stop_polling(s);
-    fuse_session_unmount(s->se);
-    s->unmounted = 1;
+    unmount_session(s);
   }
 }
 
@@ -1700,6 +1709,7 @@ static session_t *new_session(napi_env env, napi_value dispatch, napi_value scra
   }
   s->env = env;
   s->fd = -1;
+  s->guard_fd = -1;
   s->free_head = UINT32_MAX;
   s->scratch = data;
   s->refs = 1; /* the open session */
@@ -1791,7 +1801,10 @@ static napi_value m_mount(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "EFUSE_ARGS", msg);
     return NULL;
   }
+  fd_list_t fds_before;
+  int have_fds_before = fd_list_snapshot(&fds_before) == 0;
   if (fuse_session_mount(s->se, mnt) != 0) {
+    if (have_fds_before) fd_list_free(&fds_before);
     snprintf(msg, sizeof msg, "fuse_session_mount failed: %s", g_log[0] ? g_log : "see above");
     fuse_session_destroy(s->se);
     release_resources(s);
@@ -1800,12 +1813,16 @@ static napi_value m_mount(napi_env env, napi_callback_info info) {
     return NULL;
   }
   s->fd = fuse_session_fd(s->se);
+  if (have_fds_before) {
+    int control_socket = guard_find_control_socket(&fds_before, s->fd);
+    if (control_socket >= 0) s->guard_fd = guard_start(mnt, control_socket);
+    fd_list_free(&fds_before);
+  }
   int fl = fcntl(s->fd, F_GETFL);
   uv_loop_t *loop = NULL;
   if (fl < 0 || fcntl(s->fd, F_SETFL, fl | O_NONBLOCK) < 0 || napi_get_uv_event_loop(env, &loop) != napi_ok ||
       uv_poll_init(loop, &s->poll, s->fd) != 0) {
-    s->unmounted = 1;
-    fuse_session_unmount(s->se);
+    unmount_session(s);
     fuse_session_destroy(s->se);
     release_resources(s);
     session_free(s);
