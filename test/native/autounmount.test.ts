@@ -8,6 +8,7 @@ import { mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
+import type Tap from 'tap';
 
 import { fuseSkipReason, isMounted, q, sh } from './helpers/harness.js';
 
@@ -63,6 +64,19 @@ function loadCpus(n: number): ChildProcess[] {
   return Array.from({ length: n }, () => spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }));
 }
 
+/** A mount point in a fresh directory, unmounted (if still mounted) and removed after the test. */
+async function mountPoint(t: Tap.Test): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), 's3cryptfs-kill-'));
+  const mnt = path.join(dir, 'mnt');
+  t.teardown(async () => {
+    if (await isMounted(mnt)) await sh(`fusermount3 -u -z ${q(mnt)}`);
+    await rm(dir, { recursive: true, force: true });
+  });
+  return mnt;
+}
+
+const guardsOf = (mnt: string) => processesRunning('s3cryptfs-unmount-guard', mnt);
+
 async function waitFor(cond: () => Promise<boolean>, ms: number): Promise<boolean> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
@@ -73,12 +87,7 @@ async function waitFor(cond: () => Promise<boolean>, ms: number): Promise<boolea
 }
 
 t.test('kill -9 with auto_unmount: no stale mount', async (t) => {
-  const dir = await mkdtemp(path.join(tmpdir(), 's3cryptfs-kill-'));
-  const mnt = path.join(dir, 'mnt');
-  t.teardown(async () => {
-    if (await isMounted(mnt)) await sh(`fusermount3 -u -z ${q(mnt)}`);
-    await rm(dir, { recursive: true, force: true });
-  });
+  const mnt = await mountPoint(t);
   const pid = await startDaemon(mnt, true);
   t.ok(await isMounted(mnt), 'mounted');
   t.equal((await sh(`echo hi > ${q(mnt + '/f')} && cat ${q(mnt + '/f')}`)).stdout, 'hi\n', 'serving');
@@ -88,25 +97,20 @@ t.test('kill -9 with auto_unmount: no stale mount', async (t) => {
   t.ok(await waitFor(async () => !(await isMounted(mnt)), 30_000), 'the mount is gone after kill -9');
   const ls = await sh(`ls ${q(mnt)}`);
   t.equal(ls.code, 0, `the mount point is a plain directory again ${ls.stderr}`);
-  t.ok(await waitFor(async () => (await processesRunning('s3cryptfs-unmount-guard', mnt)).length === 0, 10_000), 'the guard is gone');
+  t.ok(await waitFor(async () => (await guardsOf(mnt)).length === 0, 10_000), 'the guard is gone');
 });
 
 t.test('the control socket is held by the guard, which leaves with a clean unmount', async (t) => {
-  const dir = await mkdtemp(path.join(tmpdir(), 's3cryptfs-kill-'));
-  const mnt = path.join(dir, 'mnt');
-  t.teardown(async () => {
-    if (await isMounted(mnt)) await sh(`fusermount3 -u -z ${q(mnt)}`);
-    await rm(dir, { recursive: true, force: true });
-  });
+  const mnt = await mountPoint(t);
   const pid = await startDaemon(mnt, true);
-  const guards = await processesRunning('s3cryptfs-unmount-guard', mnt);
+  const guards = await guardsOf(mnt);
   t.equal(guards.length, 1, 'one guard for the mount');
   const held = await socketsOf(guards[0]!);
   t.equal(held.length, 1, 'the guard holds one socket (fusermount3 control)');
   t.notOk((await socketsOf(pid)).includes(held[0]!), 'the daemon no longer holds it');
   process.kill(pid, 'SIGTERM');
   t.ok(await waitFor(async () => !(await isMounted(mnt)), 30_000), 'unmounted on SIGTERM');
-  t.ok(await waitFor(async () => (await processesRunning('s3cryptfs-unmount-guard', mnt)).length === 0, 10_000), 'the guard is gone');
+  t.ok(await waitFor(async () => (await guardsOf(mnt)).length === 0, 10_000), 'the guard is gone');
   t.ok(
     await waitFor(async () => (await processesRunning('fusermount3', '-o', 'rw,nosuid,nodev,fsname=memory,auto_unmount,subtype=s3cryptfs', '--', mnt)).length === 0, 10_000),
     'fusermount3 is gone',
@@ -114,14 +118,9 @@ t.test('the control socket is held by the guard, which leaves with a clean unmou
 });
 
 t.test('kill -9 on a loaded machine, repeatedly: never a stale mount', async (t) => {
-  const dir = await mkdtemp(path.join(tmpdir(), 's3cryptfs-kill-'));
-  const mnt = path.join(dir, 'mnt');
+  const mnt = await mountPoint(t);
   const load = loadCpus(3);
-  t.teardown(async () => {
-    for (const p of load) p.kill('SIGKILL');
-    if (await isMounted(mnt)) await sh(`fusermount3 -u -z ${q(mnt)}`);
-    await rm(dir, { recursive: true, force: true });
-  });
+  t.teardown(() => load.forEach((p) => p.kill('SIGKILL')));
   const rounds = 10;
   let stale = 0;
   for (let i = 0; i < rounds; i++) {
@@ -137,12 +136,7 @@ t.test('kill -9 on a loaded machine, repeatedly: never a stale mount', async (t)
 });
 
 t.test('kill -9 without auto_unmount leaves a stale mount (what auto_unmount prevents)', async (t) => {
-  const dir = await mkdtemp(path.join(tmpdir(), 's3cryptfs-kill-'));
-  const mnt = path.join(dir, 'mnt');
-  t.teardown(async () => {
-    if (await isMounted(mnt)) await sh(`fusermount3 -u -z ${q(mnt)}`);
-    await rm(dir, { recursive: true, force: true });
-  });
+  const mnt = await mountPoint(t);
   const pid = await startDaemon(mnt, false);
   process.kill(pid, 'SIGKILL');
   await new Promise((r) => setTimeout(r, 500));
