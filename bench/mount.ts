@@ -26,10 +26,11 @@
  *              128 KiB GETs one at a time (what bounds read MB/s and rand 4k IOPS on this machine)
  *
  * Before each measured cp and cat (both mounts alike): `sync`, then --warm-mib of zeros written to and
- * removed from /dev/shm. On this VM, the first touch of guest memory the hypervisor has not backed yet
- * costs ~1 CPU s/GiB of kernel time, charged to whichever process copies into it: for a cold read, the
- * daemon's write to /dev/fuse that fills the kernel's page cache (perf: memcpy in fuse_copy_do 45% of
- * the daemon's samples against 8% on warm memory). --warm-mib 0 measures without it.
+ * removed from /dev/shm, immediately before the measurement. On this VM, the first touch of guest
+ * memory the hypervisor has not backed yet costs ~1 CPU s/GiB of kernel time, charged to whichever
+ * process copies into it: for a cold read, the daemon's write to /dev/fuse that fills the kernel's
+ * page cache (perf: memcpy in fuse_copy_do 45% of the daemon's samples against 8% on warm memory).
+ * --warm-mib 0 measures without it.
  *
  * The daemon runs dist/ when it is built and newer than the sources (`npm run build`), else tsx.
  *
@@ -335,10 +336,10 @@ interface Result {
   errors: string[];
 }
 
-/** Lets the hypervisor back guest memory before a measurement (see the header), then flushes dirty pages. */
+/** Flushes dirty pages, then lets the hypervisor back guest memory right before a measurement (see the header). */
 async function settle(): Promise<void> {
+  await sh('sync'); // first: a long sync lets the warmed memory go cold again (see warm-memory.ts)
   await warmGuestMemory(WARM_MIB * 2 ** 20);
-  await sh('sync');
 }
 
 async function measureStream(t: Target, cmd: string): Promise<{ mbps: number; cpuPerGiB: number }> {
