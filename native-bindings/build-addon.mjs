@@ -73,10 +73,12 @@ export function buildAddon({ name, dir, sources, label, fallback, precheck, asan
     mkdirSync(path.dirname(out), { recursive: true });
     const cc = process.env.CC ?? 'cc';
     const extra = asan?.() ?? { cflags: [], libs: [] };
+    const programFiles = new Set(Object.values(programs).flat());
+    const addonFiles = sources.filter((s) => s.endsWith('.c') && !programFiles.has(s));
     const cmd = [
       '-std=gnu11', '-shared', '-fPIC', '-g', '-O1', '-fno-omit-frame-pointer', '-fsanitize=address,undefined',
       '-Wall', '-Wextra', '-Wno-unused-parameter', '-DNAPI_VERSION=8', `-DNODE_GYP_MODULE_NAME=${name}`,
-      `-I${path.join(nodedir, 'include/node')}`, ...extra.cflags, ...sources.filter((s) => s.endsWith('.c')), '-o', out, ...extra.libs,
+      `-I${path.join(nodedir, 'include/node')}`, ...extra.cflags, ...addonFiles, '-o', out, ...extra.libs,
     ];
     const r = spawnSync(cc, cmd, { stdio: 'inherit' });
     if (r.status !== 0) fail(`${cc} failed`);
