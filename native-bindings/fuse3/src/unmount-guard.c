@@ -109,6 +109,12 @@ int guard_start(const char *mountpoint, int control_socket) {
   int pipe_fds[2];
   if (mountpoint[0] != '/' || guard_program(program, sizeof program) != 0) return -1;
   if (pipe2(pipe_fds, O_CLOEXEC) != 0) return -1;
+  /* The guard gets them as 3 and 4; an overlap would make the dup2s clobber each other. */
+  if (control_socket < 5 || pipe_fds[0] < 5) {
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
+    return -1;
+  }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   for (int fd = 0; fd < 3; fd++) posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", O_RDWR, 0);
